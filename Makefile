@@ -1,0 +1,41 @@
+# Two commands: `make lab` opens the notebooks, `make test` runs every test (unit tests and notebooks).
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
+
+.PHONY: lab test unit notebooks lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,ray]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nas_tutorial)" >/dev/null
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Unit tests, then every notebook under strict nbval in the fast mode, in one pytest run.
+test: $(STAMP)
+	NAS_TUTORIAL_FAST=1 $(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -q
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+# Re-execute the notebooks from their text form (fast mode: what nbval checks) and save outputs.
+notebooks: $(STAMP)
+	for nb in $(NOTEBOOKS); do \
+	  NAS_TUTORIAL_FAST=1 $(PY) tools/execute_notebook.py $$nb || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nas_tutorial tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_darts.py
+	$(PY) benchmarks/bench_genetic_cnn.py
+
+clean:
+	rm -rf $(VENV)

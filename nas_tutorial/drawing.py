@@ -1,0 +1,247 @@
+"""The drawing language shared by every notebook.
+
+Graphs (cells, macro DAGs, Genetic-CNN stages) are first built as a :class:`Graph`: plain data with
+nodes and edges in a fixed order, so the DOT source is deterministic and unit-tested. ``Graph.dot()``
+gives a ``graphviz.Digraph`` (shown as SVG in Jupyter); :func:`show` falls back to a matplotlib
+drawing of the same graph, with a one-time warning, when the Graphviz ``dot`` program is missing.
+One colour per operation family is used everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .genotypes import Genotype
+from .ops import OP_FAMILY
+
+#: One colour per operation family (edges and legend entries use these everywhere).
+FAMILY_COLOR = {
+    "none": "#b0b0b0",
+    "identity": "#333333",
+    "pool": "#1f77b4",
+    "separable": "#2ca02c",
+    "dilated": "#ff7f0e",
+    "factorized": "#9467bd",
+    "conv": "#d62728",
+}
+INPUT_COLOR, OUTPUT_COLOR, NODE_COLOR = "#f4a6a6", "#a6d8a6", "#dde6f0"
+
+
+def op_color(op: str) -> str:
+    """Colour of an operation (by family); plain convolutions (``conv_*``) are ``conv``."""
+    family = OP_FAMILY.get(op, "conv" if op.startswith("conv") else "none")
+    return FAMILY_COLOR[family]
+
+
+@dataclass
+class Graph:
+    """A small directed graph to draw: ``nodes`` as (name, label, fill, style), ``edges`` as
+    (source, target, label, colour). Keep the lists in a fixed order for a stable DOT source."""
+
+    name: str
+    nodes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    edges: list[tuple[str, str, str, str]] = field(default_factory=list)
+    rankdir: str = "LR"
+
+    def dot(self):
+        """The ``graphviz.Digraph`` of this graph (needs only the Python package to build)."""
+        import graphviz
+
+        g = graphviz.Digraph(self.name)
+        g.attr(rankdir=self.rankdir)
+        g.attr("node", shape="box", style="filled", fontname="Helvetica", fontsize="11")
+        g.attr("edge", fontname="Helvetica", fontsize="9")
+        for name, label, fill, style in self.nodes:
+            g.node(name, label, fillcolor=fill, style=f"filled,{style}" if style else "filled")
+        for src, dst, label, color in self.edges:
+            g.edge(src, dst, label=label, color=color, fontcolor=color)
+        return g
+
+    def source(self) -> str:
+        """DOT source text (deterministic: golden-tested)."""
+        return self.dot().source
+
+    def draw_matplotlib(self, ax=None):
+        """Draw with matplotlib only (layered layout); returns the ``ax``."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.5))
+        names = [n for n, *_ in self.nodes]
+        depth = {n: 0 for n in names}
+        for _ in names:  # longest-path layering; graphs here are tiny DAGs
+            for src, dst, *_ in self.edges:
+                depth[dst] = max(depth[dst], depth[src] + 1)
+        layers: dict[int, list[str]] = {}
+        for n in names:
+            layers.setdefault(depth[n], []).append(n)
+        pos = {n: (d, -i + (len(ns) - 1) / 2) for d, ns in layers.items() for i, n in enumerate(ns)}
+        if self.rankdir == "TB":
+            pos = {n: (y, -x) for n, (x, y) in pos.items()}
+        for src, dst, label, color in self.edges:
+            (x0, y0), (x1, y1) = pos[src], pos[dst]
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=color, shrinkA=14, shrinkB=14))
+            if label:
+                ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, color=color, fontsize=7, ha="center")
+        for name, label, fill, style in self.nodes:
+            ax.text(*pos[name], label, ha="center", va="center", fontsize=9,
+                    bbox=dict(boxstyle="round", fc=fill, ls="--" if "dashed" in style else "-"))
+        xs, ys = zip(*pos.values())
+        ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
+        ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
+        ax.set_title(self.name)
+        ax.axis("off")
+        return ax
+
+
+_warned = False
+
+
+def has_dot() -> bool:
+    """Whether the Graphviz ``dot`` program is on the PATH."""
+    return shutil.which("dot") is not None
+
+
+def show(graph: Graph):
+    """Return something Jupyter displays: the graphviz drawing, or a matplotlib one without ``dot``."""
+    global _warned
+    if has_dot():
+        return graph.dot()
+    if not _warned:
+        warnings.warn("Graphviz 'dot' not found: drawing with matplotlib instead. Install Graphviz "
+                      "(apt-get install graphviz, brew install graphviz, or conda install -c conda-forge "
+                      "graphviz) for the proper drawings.", stacklevel=2)
+        _warned = True
+    ax = graph.draw_matplotlib()
+    return ax.figure
+
+
+def cell_graph(genotype: Genotype, kind: str = "normal") -> Graph:
+    """The ``normal`` or ``reduce`` cell of a genotype: inputs red, intermediate nodes blue, output green."""
+    edges, concat = genotype.cell(kind)
+    g = Graph(f"{kind}_cell")
+    g.nodes += [("c_k-2", "c_{k-2}", INPUT_COLOR, ""), ("c_k-1", "c_{k-1}", INPUT_COLOR, "")]
+    g.nodes += [(str(i), str(i), NODE_COLOR, "") for i in range(genotype.num_nodes)]
+    g.nodes.append(("c_k", "c_{k}", OUTPUT_COLOR, ""))
+
+    def node(j):
+        return ("c_k-2", "c_k-1")[j] if j < 2 else str(j - 2)
+
+    g.edges += sorted(((node(src), str(pos // 2), op, op_color(op)) for pos, (op, src) in enumerate(edges)),
+                      key=lambda e: (int(e[1]), e[0], e[2]))  # by target node, then source
+    g.edges += [(str(j - 2), "c_k", "", "#808080") for j in sorted(concat)]
+    return g
+
+
+def mixed_cell_graph(num_nodes: int = 4, label: str = "mixed op") -> Graph:
+    """The one-shot supernet cell: every intermediate node reads every predecessor through a mixed edge."""
+    g = Graph("supernet_cell")
+    g.nodes += [("c_k-2", "c_{k-2}", INPUT_COLOR, ""), ("c_k-1", "c_{k-1}", INPUT_COLOR, "")]
+    g.nodes += [(str(i), str(i), NODE_COLOR, "") for i in range(num_nodes)]
+    g.nodes.append(("c_k", "c_{k}", OUTPUT_COLOR, ""))
+    inputs = ["c_k-2", "c_k-1"]
+    for i in range(num_nodes):
+        g.edges += [(src, str(i), label, "#555555") for src in inputs]
+        inputs.append(str(i))
+    g.edges += [(str(i), "c_k", "", "#808080") for i in range(num_nodes)]
+    return g
+
+
+def macro_graph(layer_ops: list[str], skips: list[list[int]]) -> Graph:
+    """A layer-wise macro architecture (ENAS macro space): layer ``i`` runs ``layer_ops[i]`` on the
+    previous layer's output and also sums the outputs of the earlier layers listed in ``skips[i]``."""
+    if len(skips) != len(layer_ops):
+        raise ValueError(f"skips must have one list per layer ({len(layer_ops)}), got {len(skips)}")
+    g = Graph("macro", rankdir="TB")
+    g.nodes.append(("input", "input", INPUT_COLOR, ""))
+    g.nodes += [(f"L{i}", f"{i}: {op}", NODE_COLOR, "") for i, op in enumerate(layer_ops)]
+    g.nodes.append(("output", "output", OUTPUT_COLOR, ""))
+    for i, (op, sk) in enumerate(zip(layer_ops, skips)):
+        bad = [j for j in sk if not 0 <= j < i - 1]
+        if bad:
+            raise ValueError(f"layer {i}: skip sources {bad} must be earlier layers 0..{i - 2}")
+        g.edges.append(("input" if i == 0 else f"L{i - 1}", f"L{i}", "", op_color(op)))
+        g.edges += [(f"L{j}", f"L{i}", "skip", "#808080") for j in sorted(sk)]
+    g.edges.append((f"L{len(layer_ops) - 1}", "output", "", "#808080"))
+    return g
+
+
+def stage_graph(num_nodes: int, edges: list[tuple[int, int]], *, sources: list[int], sinks: list[int],
+                dropped: list[int], name: str = "stage") -> Graph:
+    """A Genetic-CNN stage: nodes ``1..K``, input node red (fed to ``sources``), output node green
+    (fed by ``sinks``), ``dropped`` nodes drawn dashed and grey with no edges."""
+    g = Graph(name)
+    g.nodes.append(("in", "input", INPUT_COLOR, ""))
+    for k in range(1, num_nodes + 1):
+        if k in dropped:
+            g.nodes.append((f"v{k}", f"v{k} (dropped)", "#eeeeee", "dashed"))
+        else:
+            g.nodes.append((f"v{k}", f"v{k}: conv 5x5", NODE_COLOR, ""))
+    g.nodes.append(("out", "output", OUTPUT_COLOR, ""))
+    color = FAMILY_COLOR["conv"]
+    g.edges += [("in", f"v{k}", "", "#808080") for k in sorted(sources)]
+    g.edges += [(f"v{i}", f"v{j}", "", color) for i, j in sorted(edges)]
+    g.edges += [(f"v{k}", "out", "", "#808080") for k in sorted(sinks)]
+    if not sources and not sinks and not edges:
+        g.edges.append(("in", "out", "", "#808080"))
+    return g
+
+
+# -- matplotlib helpers: take an ax, return the ax --------------------------------------------------
+def heatmap(ax, weights, *, row_labels, col_labels, title: str = "", vmin: float = 0.0, vmax: float | None = None):
+    """Heatmap of a ``(rows, cols)`` weight matrix (e.g. softmax(alpha): edges x operations)."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"weights shape {w.shape} does not match labels ({len(row_labels)}, {len(col_labels)})")
+    im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=vmax if vmax is not None else max(w.max(), 1e-9), aspect="auto")
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    for (i, j), v in np.ndenumerate(w):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 * w.max() else "k")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.04)
+    return ax
+
+
+def plot_curves(ax, history: list[dict], keys=("train_loss", "valid_loss"), *, xkey: str = "epoch", title: str = ""):
+    """Training curves from a list of per-epoch records (as returned by ``training.fit``)."""
+    for key in keys:
+        ax.plot([r[xkey] for r in history], [r[key] for r in history], marker="o", label=key)
+    ax.set_xlabel(xkey)
+    ax.legend()
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def legend_handles():
+    """Matplotlib legend entries for the operation families."""
+    from matplotlib.patches import Patch
+
+    return [Patch(color=c, label=f) for f, c in FAMILY_COLOR.items()]
+
+
+def image_grid(ax, images, labels, classes, *, ncols: int = 8):
+    """A grid of images ``(N, 3, H, W)`` in [0, 1] (or uint8) with their class names as titles."""
+    import torch
+
+    images = torch.as_tensor(images)
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    n = len(images)
+    nrows = -(-n // ncols)
+    h, w = images.shape[-2:]
+    gy, gx = max(h // 3, 2), 2  # vertical gap leaves room for the class names
+    canvas = np.ones((nrows * (h + gy), ncols * (w + gx), 3))
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        top, left = r * (h + gy) + gy, c * (w + gx)
+        canvas[top:top + h, left:left + w] = images[k].permute(1, 2, 0).cpu().numpy()
+        ax.text(left + w / 2, top - 0.5, classes[int(labels[k])], ha="center", va="bottom", fontsize=7)
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    return ax

@@ -1,0 +1,142 @@
+"""Train and evaluate a fixed network on device-resident data; checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import DeviceLoader
+from .utils import autocast
+
+
+def _logits(output):
+    """Networks with an auxiliary head return ``(logits, aux_logits)`` in training mode."""
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, *,
+                aux_weight: float = 0.0, grad_clip: float | None = 5.0, amp: bool = True) -> dict:
+    """One pass over ``loader``; returns ``{"loss", "acc"}`` averaged over images."""
+    model.train()
+    device = next(model.parameters()).device
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in loader:
+        with autocast(device, amp):
+            out = model(x)
+            logits = _logits(out)
+            loss = F.cross_entropy(logits, y)
+            if aux_weight and not isinstance(out, torch.Tensor) and out[1] is not None:
+                loss = loss + aux_weight * F.cross_entropy(out[1], y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        # accumulate on the device: no host sync per step
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return {"loss": total_loss.item() / seen, "acc": correct.item() / seen}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
+             amp: bool = True) -> dict:
+    """Loss and accuracy of ``model`` on a tensor dataset, in eval mode."""
+    model.eval()
+    total_loss = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    for start in range(0, len(images), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        with autocast(images.device, amp):
+            logits = _logits(model(x))
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return {"loss": total_loss.item() / len(images), "acc": correct.item() / len(images)}
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` atomically (to a temporary file, then rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location=None) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def fit(model: nn.Module, train_loader: DeviceLoader, valid: tuple[torch.Tensor, torch.Tensor], *,
+        epochs: int, lr: float = 0.025, momentum: float = 0.9, weight_decay: float = 3e-4,
+        aux_weight: float = 0.0, grad_clip: float | None = 5.0, amp: bool = True,
+        checkpoint: str | os.PathLike | None = None, progress: bool = True,
+        epoch_hook: Callable[[nn.Module, int, int], None] | None = None) -> list[dict]:
+    """Train with SGD + cosine schedule (the cell papers' recipe); return one record per epoch.
+
+    With ``checkpoint`` set, state is saved after every epoch and a run that finds the file
+    resumes after its last finished epoch, ending with exactly the numbers of an uninterrupted run.
+    ``epoch_hook(model, epoch, epochs)`` runs before each epoch (e.g. to set a drop-path rate).
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    history: list[dict] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, map_location=next(model.parameters()).device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        train_loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(len(history), epochs), total=epochs, initial=len(history), disable=not progress,
+               desc="train", leave=False)
+    for epoch in bar:
+        if epoch_hook is not None:
+            epoch_hook(model, epoch, epochs)
+        start = time.perf_counter()
+        train = train_epoch(model, train_loader, optimizer, aux_weight=aux_weight, grad_clip=grad_clip, amp=amp)
+        scheduler.step()
+        val = evaluate(model, *valid, amp=amp)
+        record = {"epoch": epoch + 1, "train_loss": train["loss"], "train_acc": train["acc"],
+                  "valid_loss": val["loss"], "valid_acc": val["acc"], "seconds": time.perf_counter() - start}
+        history.append(record)
+        bar.set_postfix(loss=f"{train['loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "loader": train_loader.state_dict(),
+                "torch_rng": torch.get_rng_state(), "history": history,
+            })
+    bar.close()
+    return history
+
+
+class SmallCNN(nn.Sequential):
+    """A small fixed network for the tour and the tests: three conv-BN-ReLU blocks and a linear head."""
+
+    def __init__(self, channels: int = 16, num_classes: int = 10):
+        def block(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        super().__init__(
+            *block(3, channels), nn.MaxPool2d(2),
+            *block(channels, 2 * channels), nn.MaxPool2d(2),
+            *block(2 * channels, 4 * channels),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * channels, num_classes),
+        )

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real CIFAR-10 subset when present, else a tiny batch in the official format."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_fake_cifar(root: Path, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
+    """Write batches in the official python format (random pixels, balanced labels) under ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("data_batch_1", n_train), ("test_batch", n_test)):
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)],
+                 "batch_label": name, "filenames": [f"{i}.png" for i in range(n)]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck"]}, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """``$NAS_TUTORIAL_DATA``, else ``../shared/data`` (real images), else a tiny fake folder."""
+    for candidate in (os.environ.get("NAS_TUTORIAL_DATA"), SHARED):
+        if candidate and (Path(candidate) / "cifar-10-batches-py" / "data_batch_1").exists():
+            return Path(candidate)
+    return write_fake_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="session")
+def cifar(data_root):
+    from nas_tutorial.data import load_cifar10
+
+    return load_cifar10(data_root, download=False)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,141 @@
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+
+from nas_tutorial import drawing
+from nas_tutorial.genotypes import DARTS_V2, Genotype
+
+matplotlib.use("Agg")
+
+SMALL = Genotype.parse(
+    "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('none', 2), ('dil_conv_5x5', 0)], "
+    "normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('avg_pool_3x3', 1), ('skip_connect', 2), "
+    "('max_pool_3x3', 1)], reduce_concat=[3])"
+)
+
+GOLDEN_CELL = """digraph normal_cell {
+	rankdir=LR
+	node [fontname=Helvetica fontsize=11 shape=box style=filled]
+	edge [fontname=Helvetica fontsize=9]
+	"c_k-2" [label="c_{k-2}" fillcolor="#f4a6a6" style=filled]
+	"c_k-1" [label="c_{k-1}" fillcolor="#f4a6a6" style=filled]
+	0 [label=0 fillcolor="#dde6f0" style=filled]
+	1 [label=1 fillcolor="#dde6f0" style=filled]
+	c_k [label="c_{k}" fillcolor="#a6d8a6" style=filled]
+	"c_k-1" -> 0 [label=sep_conv_3x3 color="#2ca02c" fontcolor="#2ca02c"]
+	"c_k-2" -> 0 [label=skip_connect color="#333333" fontcolor="#333333"]
+	0 -> 1 [label=none color="#b0b0b0" fontcolor="#b0b0b0"]
+	"c_k-2" -> 1 [label=dil_conv_5x5 color="#ff7f0e" fontcolor="#ff7f0e"]
+	0 -> c_k [label="" color="#808080" fontcolor="#808080"]
+	1 -> c_k [label="" color="#808080" fontcolor="#808080"]
+}
+"""
+
+GOLDEN_MACRO = """digraph macro {
+	rankdir=TB
+	node [fontname=Helvetica fontsize=11 shape=box style=filled]
+	edge [fontname=Helvetica fontsize=9]
+	input [label=input fillcolor="#f4a6a6" style=filled]
+	L0 [label="0: conv_3x3" fillcolor="#dde6f0" style=filled]
+	L1 [label="1: max_pool_3x3" fillcolor="#dde6f0" style=filled]
+	L2 [label="2: sep_conv_5x5" fillcolor="#dde6f0" style=filled]
+	output [label=output fillcolor="#a6d8a6" style=filled]
+	input -> L0 [label="" color="#d62728" fontcolor="#d62728"]
+	L0 -> L1 [label="" color="#1f77b4" fontcolor="#1f77b4"]
+	L1 -> L2 [label="" color="#2ca02c" fontcolor="#2ca02c"]
+	L0 -> L2 [label=skip color="#808080" fontcolor="#808080"]
+	L2 -> output [label="" color="#808080" fontcolor="#808080"]
+}
+"""
+
+GOLDEN_STAGE = """digraph stage {
+	rankdir=LR
+	node [fontname=Helvetica fontsize=11 shape=box style=filled]
+	edge [fontname=Helvetica fontsize=9]
+	in [label=input fillcolor="#f4a6a6" style=filled]
+	v1 [label="v1: conv 5x5" fillcolor="#dde6f0" style=filled]
+	v2 [label="v2: conv 5x5" fillcolor="#dde6f0" style=filled]
+	v3 [label="v3 (dropped)" fillcolor="#eeeeee" style="filled,dashed"]
+	out [label=output fillcolor="#a6d8a6" style=filled]
+	in -> v1 [label="" color="#808080" fontcolor="#808080"]
+	v1 -> v2 [label="" color="#d62728" fontcolor="#d62728"]
+	v2 -> out [label="" color="#808080" fontcolor="#808080"]
+}
+"""
+
+
+def test_cell_dot_source_is_golden():
+    assert drawing.cell_graph(SMALL).source() == GOLDEN_CELL
+
+
+def test_macro_dot_source_is_golden():
+    graph = drawing.macro_graph(["conv_3x3", "max_pool_3x3", "sep_conv_5x5"], [[], [], [0]])
+    assert graph.source() == GOLDEN_MACRO
+
+
+def test_stage_dot_source_is_golden():
+    graph = drawing.stage_graph(3, [(1, 2)], sources=[1], sinks=[2], dropped=[3])
+    assert graph.source() == GOLDEN_STAGE
+
+
+def test_drawings_are_deterministic_and_colour_by_family():
+    assert drawing.cell_graph(DARTS_V2, "reduce").source() == drawing.cell_graph(DARTS_V2, "reduce").source()
+    assert drawing.op_color("sep_conv_3x3") == drawing.op_color("sep_conv_5x5") == drawing.FAMILY_COLOR["separable"]
+    assert drawing.op_color("max_pool_3x3") == drawing.op_color("avg_pool_3x3")
+
+
+def test_supernet_cell_has_all_mixed_edges():
+    graph = drawing.mixed_cell_graph(4)
+    assert sum(1 for e in graph.edges if e[2] == "mixed op") == 14
+
+
+def test_macro_rejects_bad_skips():
+    with pytest.raises(ValueError, match="skip sources"):
+        drawing.macro_graph(["a", "b"], [[], [1]])
+    with pytest.raises(ValueError, match="one list per layer"):
+        drawing.macro_graph(["a", "b"], [[]])
+
+
+def test_svg_renders_with_dot():
+    if not drawing.has_dot():
+        pytest.skip("Graphviz dot not installed")
+    svg = drawing.show(drawing.cell_graph(DARTS_V2)).pipe(format="svg").decode()
+    assert "sep_conv_3x3" in svg and "<svg" in svg
+
+
+def test_matplotlib_fallback_without_dot(monkeypatch):
+    monkeypatch.setattr(drawing.shutil, "which", lambda name: None)
+    monkeypatch.setattr(drawing, "_warned", False)
+    with pytest.warns(UserWarning, match="install Graphviz|Install Graphviz"):
+        fig = drawing.show(drawing.cell_graph(SMALL))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "sep_conv_3x3" in texts and "c_{k}" in texts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warns only once
+        drawing.show(drawing.stage_graph(3, [(1, 2)], sources=[1], sinks=[2], dropped=[3]))
+
+
+def test_heatmap_and_curves_return_their_axes():
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    assert drawing.heatmap(ax, np.full((2, 3), 1 / 3), row_labels=["e0", "e1"], col_labels=list("abc")) is ax
+    with pytest.raises(ValueError, match="does not match"):
+        drawing.heatmap(ax, np.ones((3, 3)), row_labels=["e0"], col_labels=list("abc"))
+    _, ax = plt.subplots()
+    history = [{"epoch": 1, "train_loss": 2.0, "valid_loss": 2.1}, {"epoch": 2, "train_loss": 1.5, "valid_loss": 1.8}]
+    assert drawing.plot_curves(ax, history) is ax
+    assert [line.get_label() for line in ax.lines] == ["train_loss", "valid_loss"]
+    plt.close("all")
+
+
+def test_image_grid_labels_each_image():
+    import matplotlib.pyplot as plt
+    import torch
+
+    _, ax = plt.subplots()
+    drawing.image_grid(ax, torch.zeros(5, 3, 8, 8, dtype=torch.uint8), [0, 1, 2, 3, 4], list("abcdefghij"), ncols=3)
+    assert [t.get_text() for t in ax.texts] == list("abcde")
+    plt.close("all")
