@@ -42,10 +42,13 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision where it helps (bfloat16/float16 autocast on CUDA), a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+    """Mixed precision where it helps: bfloat16 autocast on CUDA GPUs that support it, else a no-op.
+
+    bfloat16 has float32's exponent range, so no gradient scaler is needed; older GPUs without it
+    simply train in float32.
+    """
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
