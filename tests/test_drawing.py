@@ -139,3 +139,12 @@ def test_image_grid_labels_each_image():
     drawing.image_grid(ax, torch.zeros(5, 3, 8, 8, dtype=torch.uint8), [0, 1, 2, 3, 4], list("abcdefghij"), ncols=3)
     assert [t.get_text() for t in ax.texts] == list("abcde")
     plt.close("all")
+
+
+def test_committed_figures_match_the_code(tmp_path):
+    from nas_tutorial import figures
+
+    images = __import__("pathlib").Path(__file__).resolve().parents[1] / "images"
+    for stem, graph in figures.figure_graphs().items():
+        assert (images / f"{stem}.gv").read_text() == graph.source(), f"run python -m nas_tutorial.figures ({stem})"
+    assert any(p.suffix == ".gv" for p in figures.main(tmp_path))

@@ -1,0 +1,41 @@
+"""Regenerate the figures in ``images/`` from code: ``python -m nas_tutorial.figures [folder]``.
+
+Each figure is written as its DOT source (``.gv``, deterministic, checked by a test) and, when
+Graphviz's ``dot`` is installed, as SVG. Never edit these files by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import drawing, genotypes
+
+
+def figure_graphs() -> dict[str, drawing.Graph]:
+    """Every generated figure, by file stem."""
+    return {
+        "darts_v2_normal": drawing.cell_graph(genotypes.DARTS_V2, "normal"),
+        "darts_v2_reduce": drawing.cell_graph(genotypes.DARTS_V2, "reduce"),
+        "darts_supernet_cell": drawing.mixed_cell_graph(4),
+    }
+
+
+def main(folder: str | Path = "images") -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, graph in figure_graphs().items():
+        gv = folder / f"{stem}.gv"
+        gv.write_text(graph.source())
+        written.append(gv)
+        if drawing.has_dot():
+            svg = folder / f"{stem}.svg"
+            svg.write_bytes(graph.dot().pipe(format="svg"))
+            written.append(svg)
+    return written
+
+
+if __name__ == "__main__":
+    for path in main(*sys.argv[1:]):
+        print(path)
