@@ -8,7 +8,10 @@ Modules (read them in this order):
 - ``genotypes``  frozen, printable, validated cell genotypes and search-space counts
 - ``drawing``    graphviz drawings and matplotlib plots used by every notebook
 - ``training``   a train/evaluate loop and exact checkpoints
-- one module per method (``darts``, ``genetic_cnn``, ...)
+- ``cells``      the discrete-cell evaluation network built from any genotype (DARTS, ENAS, PNAS, NAO)
+- ``evaluators`` evaluate a population in-process, on a process pool or on a Ray cluster
+- one module per method: ``darts``, ``genetic_cnn``
+- ``figures``    regenerates ``images/`` (``python -m nas_tutorial.figures``)
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,388 @@
+"""Genetic CNN: encoding, decoding rules, counting, the network, the operators and the search loop."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nas_tutorial import genetic_cnn as gc
+from nas_tutorial.evaluators import Evaluator, FailOn, InProcessEvaluator, ones_fraction
+from nas_tutorial.genetic_cnn import GAConfig, GeneticSearch, Genome
+
+PAPER_NODES = (3, 4, 5)
+
+
+# -- encoding ---------------------------------------------------------------------------------------
+def test_code_length_and_search_space_of_the_paper_setting():
+    assert [gc.stage_code_length(k) for k in PAPER_NODES] == [3, 6, 10]
+    assert gc.code_length(PAPER_NODES) == 19
+    assert gc.search_space_size(PAPER_NODES) == 524_288 == 2**19
+
+
+def test_bit_order_is_the_papers():
+    # first bit (v1, v2), then (v1, v3), (v2, v3), then (v1, v4), (v2, v4), (v3, v4), ...
+    order = [(1, 2), (1, 3), (2, 3), (1, 4), (2, 4), (3, 4), (1, 5), (2, 5), (3, 5), (4, 5)]
+    assert [gc.bit_index(i, j) for i, j in order] == list(range(10))
+    with pytest.raises(ValueError, match="1 <= i < j"):
+        gc.bit_index(2, 2)
+
+
+def test_text_and_json_round_trip():
+    g = Genome.parse("1-01|1-01-001|0-11-101-0001")
+    assert g.nodes == (3, 4, 5)
+    assert str(g) == "1-01|1-01-001|0-11-101-0001"
+    assert g.stage_bits(1) == (1, 0, 1, 0, 0, 1)
+    assert Genome.from_json(g.to_json()) == g
+    assert json.loads(g.to_json()) == {"nodes": [3, 4, 5], "code": "1-01|1-01-001|0-11-101-0001"}
+    assert Genome((3,), "101") == Genome((3,), (1, 0, 1)) == Genome((3,), np.array([1, 0, 1]))
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        g = gc.random_genome(PAPER_NODES, rng)
+        assert Genome.parse(str(g)) == g and hash(Genome.parse(str(g))) == hash(g)
+
+
+@pytest.mark.parametrize("nodes, bits, message", [
+    ((3, 4), (1, 0, 1), "must have sum K_s\\(K_s-1\\)/2 = 9 bits"),
+    ((3,), (1, 2, 0), "stage 1, bit 2 must be 0 or 1, got 2"),
+    ((3,), (1, 0.5, 0), "stage 1, bit 2 must be 0 or 1"),
+    ((3, 3), (1, 0, 0, 1, 0, "x"), "stage 2, bit 3 must be 0 or 1"),
+    ((1, 3), (1, 0, 0), "stage 1 must have an integer K_s >= 2"),
+    ((), (), "at least one stage"),
+])
+def test_invalid_genomes_are_clear_errors(nodes, bits, message):
+    with pytest.raises(ValueError, match=message):
+        Genome(nodes, bits)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1-1", "group 2 .* must have 2 bits"),
+    ("1-01|1-0-001", "stage 2: group 2"),
+    ("1-0a", "bits must be 0 or 1, got 'a'"),
+    ("", "non-empty string"),
+])
+def test_invalid_text_is_a_clear_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        Genome.parse(text)
+
+
+# -- decoding rules -----------------------------------------------------------------------------------
+def test_decoding_rules():
+    # K=4, code 1-00-111: edges (1,2), (1,4), (2,4), (3,4); v1 and v3 have no predecessor, v4 no successor
+    st = gc.decode(Genome.parse("1-00-111"))[0]
+    assert st.edges == ((1, 2), (1, 4), (2, 4), (3, 4))
+    assert st.sources == (1, 3) and st.sinks == (4,) and st.dropped == ()
+    assert st.parents(4) == (1, 2, 3)  # three parents: summed element-wise
+    # an isolated node is dropped, not wired to the default nodes
+    st = gc.decode(Genome.parse("0-00-101"))[0]
+    assert st.edges == ((1, 4), (3, 4)) and st.dropped == (2,) and st.sources == (1, 3) and st.sinks == (4,)
+    assert st.num_convolutions() == 3 + 2
+    # all bits zero: one convolution only (the default input node)
+    st = gc.decode(Genome.parse("0-00-000"))[0]
+    assert st.empty and st.dropped == (1, 2, 3, 4) and st.num_convolutions() == 1
+
+
+def test_encode_decode_round_trip_exhaustive_and_random():
+    for bits in itertools.product((0, 1), repeat=gc.code_length((3, 4))):
+        g = Genome((3, 4), bits)
+        assert gc.encode(gc.decode(g)) == g
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        g = gc.random_genome(PAPER_NODES, rng)
+        assert gc.encode(gc.decode(g)) == g
+    with pytest.raises(ValueError, match="not a pair"):
+        gc.encode_stage(3, [(2, 1)])
+
+
+def test_classic_shapes_are_encodable():
+    chain = gc.chain_genome(PAPER_NODES)
+    assert str(chain) == "1-01|1-01-001|1-01-001-0001"
+    for k, st in zip(PAPER_NODES, gc.decode(chain), strict=True):
+        assert st.edges == tuple((i, i + 1) for i in range(1, k)) and st.sources == (1,) and st.sinks == (k,)
+    dense = gc.all_ones_genome(PAPER_NODES)
+    assert str(dense) == "1-11|1-11-111|1-11-111-1111"
+    for k, st in zip(PAPER_NODES, gc.decode(dense), strict=True):
+        assert len(st.edges) == k * (k - 1) // 2 and st.sources == (1,) and st.sinks == (k,)
+
+
+GOLDEN_STAGE = """digraph stage {
+\trankdir=LR
+\tnode [fontname=Helvetica fontsize=11 shape=box style=filled]
+\tedge [fontname=Helvetica fontsize=9]
+\tin [label=input fillcolor="#f4a6a6" style=filled]
+\tv1 [label="v1: conv 5x5" fillcolor="#dde6f0" style=filled]
+\tv2 [label="v2 (dropped)" fillcolor="#eeeeee" style="filled,dashed"]
+\tv3 [label="v3: conv 5x5" fillcolor="#dde6f0" style=filled]
+\tv4 [label="v4: conv 5x5" fillcolor="#dde6f0" style=filled]
+\tout [label=output fillcolor="#a6d8a6" style=filled]
+\tin -> v1 [label="" color="#808080" fontcolor="#808080"]
+\tin -> v3 [label="" color="#808080" fontcolor="#808080"]
+\tv1 -> v4 [label="" color="#d62728" fontcolor="#d62728"]
+\tv3 -> v4 [label="" color="#d62728" fontcolor="#d62728"]
+\tv4 -> out [label="" color="#808080" fontcolor="#808080"]
+}
+"""
+
+
+def test_stage_drawing_is_deterministic_and_is_the_widget_callback():
+    graph = gc.stage_drawing(4, [0, 0, 0, 1, 0, 1])
+    assert graph.source() == GOLDEN_STAGE
+    assert gc.decode(Genome.parse("0-00-101"))[0].graph().source() == GOLDEN_STAGE
+
+
+# -- same network, different codes ------------------------------------------------------------------
+def _brute_force_key(stage):
+    kept = stage.kept
+    best = min(tuple(sorted((dict(zip(kept, p, strict=True))[i], dict(zip(kept, p, strict=True))[j])
+                            for i, j in stage.edges))
+               for p in itertools.permutations(range(len(kept))))
+    return len(kept), best
+
+
+def test_codes_that_decode_to_the_same_network():
+    # v3 dropped, v2 dropped, v1 dropped: the same chain of two convolutions
+    keys = {gc.network_key(Genome.parse(c)) for c in ("1-00", "0-10", "0-01")}
+    assert len(keys) == 1
+    assert gc.network_key(Genome.parse("1-00")) != gc.network_key(Genome.parse("1-01"))
+    # a bigger stage expresses a smaller one: same key across stage sizes
+    assert gc.network_key(Genome.parse("1-01")) == gc.network_key(Genome.parse("1-01-000"))
+
+
+@pytest.mark.parametrize("k, distinct", [(2, 2), (3, 6), (4, 31)])
+def test_distinct_networks_by_enumeration(k, distinct):
+    assert 2 ** gc.stage_code_length(k) == sum(1 for _ in gc.all_stage_codes(k))
+    assert gc.count_distinct_stages(k) == distinct
+    # the canonical key groups codes exactly as a brute-force isomorphism test does
+    ours, brute = {}, {}
+    for bits in gc.all_stage_codes(k):
+        st = gc.decode_stage(k, bits)
+        ours.setdefault(gc.network_key(Genome((k,), bits)), set()).add(bits)
+        brute.setdefault(_brute_force_key(st), set()).add(bits)
+    assert sorted(map(sorted, ours.values())) == sorted(map(sorted, brute.values()))
+
+
+def test_distinct_networks_of_the_paper_space():
+    assert gc.count_distinct_stages(5) == 302
+    assert gc.count_distinct_networks(PAPER_NODES) == 6 * 31 * 302 == 56_172
+
+
+# -- the network --------------------------------------------------------------------------------------
+def test_network_shapes_and_convolution_count():
+    for code in ("1-01|1-01-001", "1-11|1-11-111", "0-00|0-00-000", "0-01|0-00-101"):
+        g = Genome.parse(code)
+        model = gc.GeneticCNN(g, (4, 8))
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        assert convs == sum(st.num_convolutions() for st in gc.decode(g))
+    with pytest.raises(ValueError, match="one width per stage"):
+        gc.GeneticCNN(Genome.parse("1-01"), (4, 8))
+
+
+def test_summing_parents_matches_a_hand_computation():
+    g = Genome.parse("1-10")  # v1 -> v2, v1 -> v3: v2 and v3 both feed the output node
+    stage = gc.Stage(gc.decode(g)[0], 3, 4).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        x0 = stage.input_node(x)
+        v1 = stage.nodes["1"](x0)
+        expected = stage.output_node(stage.nodes["2"](v1) + stage.nodes["3"](v1))
+        torch.testing.assert_close(stage(x), expected)
+
+
+def test_training_fitness_is_deterministic(data_root):
+    fitness = gc.TrainingFitness(str(data_root), train_size=100, image_size=8, channels=(4, 4), epochs=1,
+                                 batch_size=25, torch_threads=1)
+    g = Genome.parse("1-01|0-10")
+    state = torch.get_rng_state()
+    a, b = fitness(g), fitness(gc.Trial(g, 0))
+    assert torch.equal(state, torch.get_rng_state())  # the caller's random state is untouched
+    assert a == b and 0.0 <= a["fitness"] <= 1.0 and a["params"] > 0
+
+
+# -- genetic operations ---------------------------------------------------------------------------------
+def test_stage_crossover_preserves_stage_boundaries():
+    rng = np.random.default_rng(0)
+    swapped_any = False
+    for _ in range(200):
+        a, b = gc.random_genome(PAPER_NODES, rng), gc.random_genome(PAPER_NODES, rng)
+        c, d = gc.stage_crossover(a, b, rng, q_C=0.5)
+        for s in range(3):
+            pair = {a.stage_bits(s), b.stage_bits(s)}
+            assert c.stage_bits(s) in pair and d.stage_bits(s) in pair
+            assert sorted([c.stage_bits(s), d.stage_bits(s)]) == sorted([a.stage_bits(s), b.stage_bits(s)])
+            swapped_any |= c.stage_bits(s) != a.stage_bits(s)
+    assert swapped_any
+    a, b = Genome.parse("1-11|1-11-111"), Genome.parse("0-00|0-00-000")
+    assert gc.stage_crossover(a, b, rng, q_C=1.0) == (b, a)
+    assert gc.stage_crossover(a, b, rng, q_C=0.0) == (a, b)
+
+
+def test_interval_crossover_swaps_one_interval_and_can_cut_a_stage():
+    rng = np.random.default_rng(0)
+    a, b = gc.all_ones_genome(PAPER_NODES), Genome(PAPER_NODES, (0,) * 19)
+    cuts_inside_a_stage = False
+    for _ in range(100):
+        c, d = gc.interval_crossover(a, b, rng)
+        swapped = [i for i in range(19) if c.bits[i] == 0]
+        assert swapped == list(range(swapped[0], swapped[-1] + 1)) and len(swapped) >= 2  # one interval
+        assert all(x + y == 1 for x, y in zip(c.bits, d.bits, strict=True))
+        cuts_inside_a_stage |= any(0 < len(set(c.stage_bits(s))) and len(set(c.stage_bits(s))) == 2
+                                   for s in range(3))
+    assert cuts_inside_a_stage  # the seed text's operator does not respect stage boundaries
+
+
+def test_mutation_flips_the_expected_fraction_of_bits():
+    rng = np.random.default_rng(0)
+    g = Genome(PAPER_NODES, (0,) * 19)
+    n, q_M = 2000, 0.05
+    flipped = sum(sum(gc.mutate(g, rng, q_M).bits) for _ in range(n))
+    mean, sd = n * 19 * q_M, (n * 19 * q_M * (1 - q_M)) ** 0.5
+    assert abs(flipped - mean) < 4 * sd  # 1900 +- 170
+    assert gc.mutate(g, rng, 0.0) == g and sum(gc.mutate(g, rng, 1.0).bits) == 19
+
+
+def test_roulette_frequencies_match_fitness_proportions():
+    fitness = [0.10, 0.20, 0.30, 0.40, 0.25]
+    p = gc.selection_probabilities(fitness)  # the paper: proportional to r - r_min
+    np.testing.assert_allclose(p, np.array([0.0, 0.1, 0.2, 0.3, 0.15]) / 0.75)
+    rng = np.random.default_rng(0)
+    draws = 60_000
+    counts = np.bincount(gc.roulette_select(fitness, rng, size=draws), minlength=5)
+    assert counts[0] == 0  # the worst individual is always eliminated
+    expected = p[1:] * draws
+    chi2 = float(((counts[1:] - expected) ** 2 / expected).sum())
+    assert chi2 < 16.27  # chi-square, 3 degrees of freedom, p = 0.001
+    # the seed text's roulette: proportional to r itself
+    q = gc.selection_probabilities(fitness, baseline="zero")
+    counts = np.bincount(gc.roulette_select(fitness, rng, size=draws, baseline="zero"), minlength=5)
+    chi2 = float(((counts - q * draws) ** 2 / (q * draws)).sum())
+    assert chi2 < 18.47  # 4 degrees of freedom, p = 0.001
+
+
+def test_roulette_edge_cases():
+    np.testing.assert_allclose(gc.selection_probabilities([0.5, 0.5, 0.5]), [1 / 3] * 3)
+    with pytest.raises(ValueError, match="finite"):
+        gc.selection_probabilities([0.1, float("nan")])
+    with pytest.raises(ValueError, match="baseline"):
+        gc.selection_probabilities([0.1, 0.2], baseline="max")
+
+
+def test_next_generation_follows_algorithm_1():
+    rng = np.random.default_rng(0)
+    pop = [gc.random_genome(PAPER_NODES, rng) for _ in range(20)]
+    fitness = list(np.linspace(0.1, 0.9, 20))
+    children, origins = gc.next_generation(pop, fitness, rng, GAConfig(p_C=0.5))
+    assert len(children) == 20 and all(o["parent"] != 0 for o in origins)  # the worst never survives
+    assert any(o["crossed"] for o in origins)
+    assert not any(o["crossed"] and o["mutated"] for o in origins)  # the paper mutates non-crossover ones
+    for child, o in zip(children, origins, strict=True):
+        if not o["crossed"] and not o["mutated"]:
+            assert child == pop[o["parent"]]
+    _, origins = gc.next_generation(pop, fitness, rng, GAConfig.seed_text(p_C=1.0, p_M=1.0))
+    assert all(o["crossed"] and o["mutated"] for o in origins)
+
+
+def test_config_defaults_are_the_papers_and_are_validated():
+    c = GAConfig.paper()
+    assert (c.population_size, c.p_C, c.q_C, c.p_M, c.q_M, c.crossover, c.selection) == \
+        (20, 0.2, 0.2, 0.8, 0.05, "stage", "min")
+    s = GAConfig.seed_text()
+    assert (s.p_C, s.p_M, s.q_M, s.crossover, s.selection, s.mutate_crossed) == (0.4, 0.8, 0.05, "interval", "zero",
+                                                                                True)
+    with pytest.raises(ValueError, match="'q_M'"):
+        GAConfig(q_M=1.5)
+    with pytest.raises(ValueError, match="'crossover'"):
+        GAConfig(crossover="uniform")
+
+
+def test_mutation_diversity_widget_callback():
+    g = gc.chain_genome(PAPER_NODES)
+    none = gc.mutation_diversity(g, population_size=20, p_M=0.0, q_M=0.05)
+    assert none["unique_codes"] == 1 and none["mean_hamming"] == 0.0 and none["flipped_fraction"] == 0.0
+    many = gc.mutation_diversity(g, population_size=400, p_M=0.8, q_M=0.05, seed=1)
+    assert abs(many["flipped_fraction"] - many["expected_flipped"]) < 0.01
+    assert many["unique_codes"] > 50 and many["unique_networks"] <= many["unique_codes"]
+
+
+# -- the search ---------------------------------------------------------------------------------------
+def _strip(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_search_is_reproducible_and_trains_each_network_once():
+    cfg = GAConfig(population_size=8, p_C=0.5)
+    a = GeneticSearch((3, 4), ones_fraction, cfg, seed=3)
+    ra = a.run(4)
+    rb = gc.run_ga((3, 4), ones_fraction, generations=4, config=cfg, seed=3)
+    assert _strip(ra) == _strip(rb) and len(ra) == 5
+    assert [r["generation"] for r in ra] == [0, 1, 2, 3, 4]
+    assert all(len(r["individuals"]) == 8 for r in ra)
+    assert a.trainings == len(a.fitness) == sum(r["new_evaluations"] for r in ra)  # never twice
+    assert all(len(v) == 1 for v in a.fitness.values())
+    best, fit = a.best()
+    assert fit == max(r["best_fitness"] for r in ra) and gc.network_key(best) in a.fitness
+    assert _strip(gc.run_ga((3, 4), ones_fraction, generations=4, config=cfg, seed=4)) != _strip(ra)
+
+
+def test_reevaluate_trains_every_occurrence_and_averages():
+    cfg = GAConfig(population_size=6, reevaluate=True)
+    s = GeneticSearch((3,), ones_fraction, cfg, seed=0)
+    s.run(2)
+    assert s.trainings == 6 * 3
+
+
+def test_resume_after_whole_generations(tmp_path):
+    cfg = GAConfig(population_size=6, p_C=0.5)
+    full = gc.run_ga((3, 4), ones_fraction, generations=3, config=cfg, seed=1)
+    path = tmp_path / "ga.json"
+    gc.run_ga((3, 4), ones_fraction, generations=1, config=cfg, seed=1, checkpoint=path)
+    resumed = gc.run_ga((3, 4), ones_fraction, generations=3, config=cfg, seed=1, checkpoint=path)
+    assert _strip(resumed) == _strip(full)
+    with pytest.raises(ValueError, match="q_M"):
+        GeneticSearch((3, 4), ones_fraction, GAConfig(population_size=6, p_C=0.5, q_M=0.1), seed=1,
+                      checkpoint=path)
+
+
+class _PowerCut(Evaluator):
+    """Evaluates ``limit`` candidates, then fails like a machine switched off mid-generation."""
+
+    def __init__(self, fitness_fn, limit):
+        self.fitness_fn, self.limit, self.calls = fitness_fn, limit, 0
+
+    def evaluate(self, candidates, *, on_result=None):
+        inner = InProcessEvaluator(self.fitness_fn)
+        for i, c in enumerate(candidates):
+            if self.calls == self.limit:
+                raise KeyboardInterrupt("power cut")
+            self.calls += 1
+            on_result(i, inner.evaluate([c])[0])
+
+
+def test_resume_mid_generation_loses_no_evaluation(tmp_path):
+    cfg = GAConfig(population_size=6, p_C=0.5)
+    reference = GeneticSearch((3, 4), ones_fraction, cfg, seed=2)
+    full = reference.run(2)
+    path = tmp_path / "ga.json"
+    cut = _PowerCut(ones_fraction, limit=8)
+    with pytest.raises(KeyboardInterrupt):
+        GeneticSearch((3, 4), cut, cfg, seed=2, checkpoint=path).run(2)
+    counting = _PowerCut(ones_fraction, limit=10**9)
+    resumed = GeneticSearch((3, 4), counting, cfg, seed=2, checkpoint=path)
+    assert resumed.trainings == 8  # the eight finished evaluations survived the crash
+    assert _strip(resumed.run(2)) == _strip(full)
+    assert cut.calls + counting.calls == reference.trainings  # nothing trained twice
+
+
+def test_a_failed_evaluation_is_recorded_and_the_search_goes_on():
+    cfg = GAConfig(population_size=6)
+    probe = GeneticSearch((3, 4), ones_fraction, cfg, seed=0)
+    probe.run(0)
+    bad = probe.records[0]["individuals"][0]["code"]
+    s = GeneticSearch((3, 4), FailOn((bad,)), cfg, seed=0)
+    records = s.run(2)
+    first = records[0]["individuals"]
+    failed = [ind for ind in first if ind["code"] == bad]
+    assert failed and all(ind["fitness"] is None and "simulated failure" in ind["error"] for ind in failed)
+    assert all(ind["fitness"] is not None for ind in first if ind["key"] != failed[0]["key"])
+    assert records[0]["failed"] == len(failed) and len(records) == 3
