@@ -1,0 +1,768 @@
+r"""DARTS: Differentiable Architecture Search (Liu, Simonyan & Yang, ICLR 2019, arXiv:1806.09055).
+
+Read top to bottom like the paper: the mixed operation and the search cell (Sec. 2.1-2.2), the
+search network, the bilevel optimisation and its approximate architecture gradient (Sec. 2.3,
+Eq. 3-8) with an exact autograd version to check it, the search loop (Alg. 1), the derivation of
+the discrete genotype (Sec. 2.4), the toy problem of Figure 2, and the widget callback of the
+notebook. The discrete evaluation network lives in :mod:`nas_tutorial.cells`.
+
+Notation (the paper's symbols where they are the subject):
+
+| symbol | code | what it is | shape |
+| --- | --- | --- | --- |
+| :math:`\mathcal{O}` | ``ops`` | candidate operations | ``K`` names (8: ``DARTS_OPS``) |
+| :math:`n` | ``num_nodes`` | intermediate nodes per cell | int (4) |
+| :math:`E` | ``num_edges`` | mixed edges per cell, :math:`\sum_{i<n}(i+2)` | int (14) |
+| :math:`\alpha` | ``alpha_normal``, ``alpha_reduce`` | architecture weights | ``(E, K)`` each |
+| :math:`\mathrm{softmax}(\alpha)` | ``weights`` | mixing weights of an edge's candidates | ``(E, K)``, rows sum to 1 |
+| :math:`w` | ``w`` / ``weight_parameters()`` | network weights (everything but α) | dict name -> tensor |
+| :math:`w'` | ``w_virtual`` | weights after one virtual SGD step | like :math:`w` |
+| :math:`\xi` | ``xi`` | learning rate of the virtual step (0: first order) | float |
+| :math:`\epsilon` | ``eps`` | finite-difference step, :math:`0.01 / \lVert\nabla_{w'} L_{val}\rVert` | float |
+| :math:`\eta_w, \eta_\alpha` | ``lr``, ``arch_lr`` | learning rates of w (SGD) and α (Adam) | floats |
+| :math:`L_{train}, L_{val}` | ``train_loss``, ``val_loss`` | cross-entropy on a training / validation batch | scalar |
+
+Seed-text errors corrected here (the tutorial's seed notes, final update of α): the formula must
+read :math:`\alpha \leftarrow \alpha - \eta_\alpha[\nabla_\alpha L_{val}(w',\alpha) - \xi
+\frac{\nabla_\alpha L_{train}(w^+,\alpha) - \nabla_\alpha L_{train}(w^-,\alpha)}{2\epsilon}]`: a
+minus sign was missing between the two :math:`\nabla_\alpha L_{train}` terms; the intermediate
+step dividing by :math:`2(w^+ - w^-)` is not a valid expression (one cannot divide by a weight
+vector; the difference quotient is along the direction :math:`\nabla_{w'}L_{val}` with step
+:math:`\epsilon`); and the outer step size is the architecture learning rate :math:`\eta_\alpha`
+(Adam in the paper), not :math:`\xi`, which is the *inner* virtual-step learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from .cells import reduction_layers
+from .data import Augment, DeviceLoader, Subsets
+from .drawing import Graph, cell_graph, heatmap
+from .genotypes import Genotype
+from .ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_name, make_op
+from .training import load_checkpoint, save_checkpoint
+
+Tensors = dict[str, torch.Tensor]
+#: ``loss(w, alpha) -> scalar``: a loss as a function of named weights and named architecture weights.
+LossFn = Callable[[Tensors, Tensors], torch.Tensor]
+
+
+def num_edges(num_nodes: int) -> int:
+    r"""Mixed edges of a cell whose node ``i`` reads all ``i + 2`` predecessors: :math:`\sum_{i<n} (i + 2)`."""
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+    return sum(i + 2 for i in range(num_nodes))
+
+
+def edge_labels(num_nodes: int = 4) -> list[str]:
+    """Row labels of an α matrix, in row order: ``"k-2→0"``, ``"k-1→0"``, ``"k-2→1"``, ... (names of
+    :func:`nas_tutorial.drawing.cell_graph`: inputs ``c_{k-2}``, ``c_{k-1}``, intermediate nodes 0..n-1)."""
+    names = ["k-2", "k-1"] + [str(i) for i in range(num_nodes)]
+    return [f"{names[j]}→{i}" for i in range(num_nodes) for j in range(i + 2)]
+
+
+def check_alpha(alpha: torch.Tensor, num_nodes: int, num_ops: int, name: str = "alpha") -> torch.Tensor:
+    """Return ``alpha`` as a tensor if it has shape ``(num_edges(num_nodes), num_ops)``; else raise ``ValueError``."""
+    alpha = torch.as_tensor(alpha)
+    expected = (num_edges(num_nodes), num_ops)
+    if tuple(alpha.shape) != expected:
+        raise ValueError(
+            f"{name} must have shape {expected} (one row per mixed edge of a {num_nodes}-node cell, one column "
+            f"per candidate operation), got {tuple(alpha.shape)}"
+        )
+    return alpha
+
+
+# -- Sec. 2.2: continuous relaxation ----------------------------------------------------------------
+class MixedOp(nn.Module):
+    r"""One edge of the supernet: every candidate operation, mixed by the softmax of the edge's α.
+
+    Eq. 2: :math:`\bar o(x) = \sum_{o \in \mathcal{O}} \frac{\exp \alpha_o}{\sum_{o'} \exp \alpha_{o'}} o(x)`.
+
+    As in the authors' code, operations have no affine batch-norm parameters during the search
+    (``affine=False``), and pooling is followed by a non-affine batch norm so that its output has
+    the scale of the convolutions'.
+    """
+
+    def __init__(self, channels: int, stride: int, ops: tuple[str, ...] = DARTS_OPS):
+        super().__init__()
+        self.op_names = tuple(check_op_name(o) for o in ops)
+        candidates = []
+        for name in self.op_names:
+            op = make_op(name, channels, stride, affine=False)
+            if "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            candidates.append(op)
+        self.candidates = nn.ModuleList(candidates)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # (B, C, H, W), (K,) -> (B, C, H/s, W/s)
+        if weights.shape != (len(self.candidates),):
+            raise ValueError(f"MixedOp needs one weight per candidate, shape ({len(self.candidates)},), "
+                             f"got {tuple(weights.shape)}")
+        # Eq. 2; the ``none`` term is weights[k] * 0 = 0 and is skipped: it still acts through the softmax.
+        out = 0
+        for k, (name, op) in enumerate(zip(self.op_names, self.candidates, strict=True)):
+            if name != "none":
+                out = out + weights[k] * op(x)
+        return out
+
+
+class SearchCell(nn.Module):
+    r"""The supernet cell: two inputs, ``num_nodes`` intermediate nodes, a :class:`MixedOp` on each of
+    the ``num_edges(num_nodes)`` edges, output the concatenation of the last ``multiplier`` nodes.
+
+    Eq. 1: node :math:`x_j = \sum_{i<j} \bar o^{(i,j)}(x_i)`. Edge ``e`` of row order
+    (``edge_labels``) is row ``e`` of α.
+    """
+
+    def __init__(self, num_nodes: int, multiplier: int, in_channels_prev_prev: int, in_channels_prev: int,
+                 channels: int, *, reduction: bool, reduction_prev: bool, ops: tuple[str, ...] = DARTS_OPS):
+        super().__init__()
+        if not 1 <= multiplier <= num_nodes:
+            raise ValueError(f"multiplier must be in 1..num_nodes={num_nodes}, got {multiplier}")
+        self.reduction, self.num_nodes, self.multiplier = reduction, num_nodes, multiplier
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(in_channels_prev_prev, channels, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(in_channels_prev_prev, channels, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(in_channels_prev, channels, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(channels, 2 if reduction and j < 2 else 1, ops) for i in range(num_nodes) for j in range(i + 2)
+        )
+
+    def forward(self, s0, s1, weights):  # (B, C_pp, ., .), (B, C_p, H, W), (E, K) -> (B, multiplier * C, H/s, W/s)
+        if weights.shape[0] != len(self.edges):
+            raise ValueError(f"SearchCell has {len(self.edges)} edges, got weights of shape {tuple(weights.shape)}")
+        states = [self.preprocess0(s0), self.preprocess1(s1)]  # (B, C, H, W) each
+        edge = 0
+        for _ in range(self.num_nodes):
+            # Eq. 1: a node sums the mixed edges from all its predecessors
+            node = sum(self.edges[edge + j](h, weights[edge + j]) for j, h in enumerate(states))
+            edge += len(states)
+            states.append(node)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class SearchNetwork(nn.Module):
+    r"""The DARTS supernet: a stem, ``layers`` search cells (reductions at 1/3 and 2/3 of the depth),
+    global pooling and a classifier; one α for all normal cells and one for all reduction cells.
+
+    α are ``nn.Parameter`` s named ``alpha_normal`` and ``alpha_reduce`` (so they are in
+    ``state_dict`` and move with ``.to``); :meth:`arch_parameters` returns them and
+    :meth:`weight_parameters` returns everything else (:math:`w`).
+
+    Args:
+        channels: initial channels ``C`` (16 in the paper's search).
+        num_classes: output classes.
+        layers: number of cells (8 in the paper's search).
+        num_nodes: intermediate nodes per cell (4).
+        multiplier: how many of the last nodes the cell output concatenates (4: all of them).
+        stem_multiplier: the stem has ``stem_multiplier * channels`` channels (3).
+        ops: candidate operations, the columns of α (``DARTS_OPS``).
+        alpha_init_std: α starts at ``alpha_init_std * N(0, 1)``. The paper uses zero initialisation
+            ("equal amount of attention over all possible ops"); the authors' code uses ``1e-3``.
+        in_channels: image channels.
+    """
+
+    def __init__(self, channels: int = 16, num_classes: int = 10, layers: int = 8, *, num_nodes: int = 4,
+                 multiplier: int = 4, stem_multiplier: int = 3, ops: tuple[str, ...] = DARTS_OPS,
+                 alpha_init_std: float = 0.0, in_channels: int = 3):
+        super().__init__()
+        self.ops = tuple(check_op_name(o) for o in ops)
+        self.num_nodes, self.multiplier = num_nodes, multiplier
+        stem_channels = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(stem_channels))
+        reductions = reduction_layers(layers)
+        prev_prev, prev, current = stem_channels, stem_channels, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                current *= 2
+            self.cells.append(SearchCell(num_nodes, multiplier, prev_prev, prev, current, reduction=reduction,
+                                         reduction_prev=reduction_prev, ops=self.ops))
+            reduction_prev = reduction
+            prev_prev, prev = prev, multiplier * current
+        self.classifier = nn.Linear(prev, num_classes)
+        shape = (num_edges(num_nodes), len(self.ops))
+        self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
+        self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
+
+    # -- the two parameter groups --------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture weights α: ``[alpha_normal, alpha_reduce]``, each ``(E, K)``."""
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def named_weight_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of the network weights :math:`w` (all parameters but α)."""
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alpha_")]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The network weights :math:`w` (all parameters but α)."""
+        return [p for _, p in self.named_weight_parameters()]
+
+    @torch.no_grad()
+    def set_alphas(self, alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor) -> None:
+        """Copy α in (shapes checked with a clear ``ValueError``)."""
+        self.alpha_normal.copy_(check_alpha(alpha_normal, self.num_nodes, len(self.ops), "alpha_normal"))
+        self.alpha_reduce.copy_(check_alpha(alpha_reduce, self.num_nodes, len(self.ops), "alpha_reduce"))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("alpha_normal", "alpha_reduce"):
+            if prefix + name in state_dict:
+                check_alpha(state_dict[prefix + name], self.num_nodes, len(self.ops), name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def genotype(self) -> Genotype:
+        """The discrete cell the current α encodes (:func:`derive_genotype`)."""
+        return derive_genotype(self.alpha_normal, self.alpha_reduce, ops=self.ops, num_nodes=self.num_nodes,
+                               multiplier=self.multiplier)
+
+    def forward(self, x):  # (B, 3, H, W) -> (B, num_classes)
+        # Eq. 2: the mixing weights of every edge, shared by all cells of a type
+        weights_normal = F.softmax(self.alpha_normal, dim=-1)  # (E, K)
+        weights_reduce = F.softmax(self.alpha_reduce, dim=-1)  # (E, K)
+        s0 = s1 = self.stem(x)  # (B, 3C, H, W)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights_reduce if cell.reduction else weights_normal)
+        return self.classifier(s1.mean((2, 3)))  # global average pooling, then linear
+
+
+# -- Sec. 2.3: the approximate architecture gradient, on plain functions -----------------------------
+# Everything below works on losses written as functions of named tensors, loss(w, alpha), so the
+# same code serves the supernet (through torch.func.functional_call) and the toy problem of Figure 2.
+# The model's own weights are never modified: every perturbed w is a new tensor, so nothing needs
+# restoring and w is bit-for-bit unchanged afterwards.
+
+def _grad(loss: torch.Tensor, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
+    """``torch.autograd.grad`` with zeros for inputs the loss does not use (e.g. α of an absent cell type)."""
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True, **kwargs)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)]
+
+
+def virtual_step(train_loss: LossFn, w: Tensors, alpha: Tensors, xi: float,
+                 shift: Tensors | None = None) -> Tensors:
+    r"""The virtual weights :math:`w' = w - \xi (\nabla_w L_{train}(w, \alpha) + d)` (Eq. 6), detached.
+
+    ``shift`` is an extra step direction :math:`d` that does not depend on α (the momentum and
+    weight-decay terms of the weight optimiser; see :class:`Architect`); ``None`` is the paper's plain
+    SGD step.
+    """
+    names = list(w)
+    grads = _grad(train_loss(w, alpha), [w[n] for n in names])
+    w_virtual = {}
+    with torch.no_grad():
+        for n, step in zip(names, grads, strict=True):
+            if shift is not None:
+                step = step + shift[n]
+            w_virtual[n] = (w[n] - xi * step).requires_grad_()
+    return w_virtual
+
+
+def finite_difference_hvp(train_loss: LossFn, w: Tensors, alpha: Tensors, v: Tensors, eps: float) -> Tensors:
+    r"""Mixed Hessian-vector product by central differences (Eq. 8):
+
+    :math:`\nabla^2_{\alpha,w} L_{train}(w,\alpha)\, v \approx
+    \frac{\nabla_\alpha L_{train}(w^+,\alpha) - \nabla_\alpha L_{train}(w^-,\alpha)}{2\epsilon}`,
+    :math:`w^\pm = w \pm \epsilon v`. Two forward-backward passes, error :math:`O(\epsilon^2)`.
+    """
+    names = list(alpha)
+    with torch.no_grad():
+        w_plus = {n: w[n] + eps * v[n] for n in w}
+        w_minus = {n: w[n] - eps * v[n] for n in w}
+    grads_plus = _grad(train_loss(w_plus, alpha), [alpha[n] for n in names])
+    grads_minus = _grad(train_loss(w_minus, alpha), [alpha[n] for n in names])
+    return {n: (gp - gm) / (2 * eps) for n, gp, gm in zip(names, grads_plus, grads_minus, strict=True)}
+
+
+def exact_hvp(train_loss: LossFn, w: Tensors, alpha: Tensors, v: Tensors) -> Tensors:
+    r"""The same mixed Hessian-vector product exactly, by double backward:
+    :math:`\nabla^2_{\alpha,w} L_{train}\, v = \nabla_\alpha \langle \nabla_w L_{train}(w,\alpha), v\rangle`."""
+    w_names, a_names = list(w), list(alpha)
+    grads_w = _grad(train_loss(w, alpha), [w[n] for n in w_names], create_graph=True)
+    inner = sum((g * v[n]).sum() for n, g in zip(w_names, grads_w, strict=True))
+    return dict(zip(a_names, _grad(inner, [alpha[n] for n in a_names]), strict=True))
+
+
+@dataclass
+class Hypergradient:
+    """What :func:`architecture_gradient` returns: the gradient for each α, the validation loss at
+    :math:`w'`, and the finite-difference step used (``nan`` when none was needed)."""
+
+    grads: Tensors
+    val_loss: torch.Tensor
+    eps: float
+
+
+def architecture_gradient(train_loss: LossFn, val_loss: LossFn, w: Tensors, alpha: Tensors, *, xi: float,
+                          method: str = "finite_difference", eps_scale: float = 0.01,
+                          eps: float | None = None, shift: Tensors | None = None) -> Hypergradient:
+    r"""The gradient of the one-step unrolled validation loss with respect to α (Eq. 6-8).
+
+    :math:`\nabla_\alpha L_{val}(w', \alpha) - \xi\, \nabla^2_{\alpha,w} L_{train}(w,\alpha)\,
+    \nabla_{w'} L_{val}(w',\alpha)` with :math:`w' = w - \xi \nabla_w L_{train}(w,\alpha)` (Eq. 7).
+
+    Args:
+        train_loss, val_loss: ``loss(w, alpha)`` on a training and on a validation batch.
+        w, alpha: named weights and architecture weights (they must require grad).
+        xi: virtual-step learning rate; ``0`` is the first-order approximation (one forward-backward).
+        method: ``"finite_difference"`` (Eq. 8, four forward-backward passes in all) or ``"exact"``
+            (autograd through the virtual step, double backward: the exact gradient of
+            :math:`L_{val}(w - \xi\nabla_w L_{train}(w,\alpha), \alpha)`).
+        eps_scale: the paper's :math:`\epsilon = 0.01 / \lVert\nabla_{w'} L_{val}(w',\alpha)\rVert`, the
+            norm taken over all weights together.
+        eps: use this :math:`\epsilon` instead (for the error-against-ε study).
+        shift: extra virtual-step direction independent of α (momentum, weight decay).
+    """
+    if method not in ("finite_difference", "exact"):
+        raise ValueError(f"method must be 'finite_difference' or 'exact', got {method!r}")
+    a_names = list(alpha)
+    if xi == 0:
+        # first order: w' = w, the implicit term vanishes
+        loss = val_loss(w, alpha)
+        grads = _grad(loss, [alpha[n] for n in a_names])
+        return Hypergradient(dict(zip(a_names, grads, strict=True)), loss.detach(), math.nan)
+    if method == "exact":
+        w_names = list(w)
+        grads_w = _grad(train_loss(w, alpha), [w[n] for n in w_names], create_graph=True)
+        # Eq. 6, kept in the graph: w' depends on α through the gradient of L_train
+        w_virtual = {}
+        for n, step in zip(w_names, grads_w, strict=True):
+            if shift is not None:
+                step = step + shift[n]
+            w_virtual[n] = w[n] - xi * step
+        loss = val_loss(w_virtual, alpha)
+        grads = _grad(loss, [alpha[n] for n in a_names])
+        return Hypergradient(dict(zip(a_names, grads, strict=True)), loss.detach(), math.nan)
+    # Eq. 6: the virtual step
+    w_virtual = virtual_step(train_loss, w, alpha, xi, shift)
+    loss = val_loss(w_virtual, alpha)
+    w_names = list(w_virtual)
+    grads = _grad(loss, [alpha[n] for n in a_names] + [w_virtual[n] for n in w_names])
+    grad_alpha = dict(zip(a_names, grads[: len(a_names)], strict=True))
+    # v = grad_{w'} L_val(w', alpha), the direction of the finite difference
+    v = dict(zip(w_names, grads[len(a_names):], strict=True))
+    if eps is None:
+        # eps = 0.01 / ||grad_{w'} L_val(w', alpha)||, the norm over all weights together
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v.values()))
+        eps = eps_scale / max(float(norm), 1e-12)
+    # Eq. 8: the mixed Hessian-vector product at w (not w'), by central differences
+    implicit = finite_difference_hvp(train_loss, w, alpha, v, eps)
+    # Eq. 7: grad_alpha L_val(w', alpha) - xi * hessian_vector_product
+    return Hypergradient({n: grad_alpha[n] - xi * implicit[n] for n in a_names}, loss.detach(), eps)
+
+
+# -- The architect: α steps on the supernet ---------------------------------------------------------
+class Architect:
+    r"""Updates α of a :class:`SearchNetwork` by Adam on validation batches (Alg. 1, step 1).
+
+    ``order=1`` uses :math:`\nabla_\alpha L_{val}(w, \alpha)` (:math:`\xi = 0`); ``order=2`` the
+    one-step unrolled gradient of Eq. 7 with :math:`\xi` = the current learning rate of the weight
+    optimiser unless ``xi`` is given ("we set ξ equal to the learning rate for w's optimizer").
+
+    **The virtual step and the optimiser.** With ``include_momentum=True`` (the authors' code) the
+    virtual step is the step the weight optimiser would actually take, SGD with momentum
+    :math:`\mu` and weight decay :math:`\lambda`:
+    :math:`w' = w - \xi(\mu b + \nabla_w L_{train}(w,\alpha) + \lambda w)`, with :math:`b` the
+    momentum buffer. The paper's Eq. 6 writes a plain SGD step (``include_momentum=False``). Neither
+    extra term depends on α, so the implicit term keeps the same form, :math:`-\xi\nabla^2_{\alpha,w}
+    L_{train}\nabla_{w'} L_{val}`; they only move the point :math:`w'` where :math:`L_{val}` is
+    looked at, to where the weights will really be after the next step. Including them is
+    therefore the more faithful one-step look-ahead; the difference is small and both are offered.
+
+    The network weights are never written by the architecture step: the virtual and perturbed
+    weights are separate tensors fed to the module by ``torch.func.functional_call`` (no module is
+    deep-copied). The batch-norm running statistics that its forward passes update are copied
+    before and put back after, so they change only in weight steps.
+
+    Args:
+        model: the supernet (anything with ``arch_parameters()`` and ``named_weight_parameters()``).
+        w_optimizer: the ``torch.optim.SGD`` of the weights (read for ``lr``, momentum buffers).
+        order: 1 or 2.
+        xi: virtual-step learning rate for ``order=2``; ``None`` follows the weight learning rate.
+        method: ``"finite_difference"`` (the paper) or ``"exact"`` (double backward).
+        eps_scale: the 0.01 in :math:`\epsilon = 0.01/\lVert\nabla_{w'} L_{val}\rVert` (paper).
+        include_momentum: include momentum and weight decay in the virtual step (authors' code).
+        arch_lr, arch_betas, arch_weight_decay: Adam for α; the paper's :math:`3\times10^{-4}`,
+            :math:`(0.5, 0.999)`, :math:`10^{-3}`.
+    """
+
+    def __init__(self, model: nn.Module, w_optimizer: torch.optim.Optimizer, *, order: int = 1,
+                 xi: float | None = None, method: str = "finite_difference", eps_scale: float = 0.01,
+                 include_momentum: bool = True, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
+                 arch_weight_decay: float = 1e-3):
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 (first order, xi = 0) or 2 (second order), got {order}")
+        if method not in ("finite_difference", "exact"):
+            raise ValueError(f"method must be 'finite_difference' or 'exact', got {method!r}")
+        self.model, self.w_optimizer = model, w_optimizer
+        self.order, self.xi, self.method, self.eps_scale = order, xi, method, eps_scale
+        self.include_momentum = include_momentum
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=arch_betas,
+                                          weight_decay=arch_weight_decay)
+
+    def current_xi(self) -> float:
+        """ξ of the next step: 0 for first order, else ``xi`` or the weight optimiser's learning rate."""
+        if self.order == 1:
+            return 0.0
+        return self.xi if self.xi is not None else self.w_optimizer.param_groups[0]["lr"]
+
+    def loss_fn(self, x: torch.Tensor, y: torch.Tensor) -> LossFn:
+        """``loss(w, alpha)``: the supernet's cross-entropy on ``(x, y)`` with the given tensors in place of
+        its parameters (``torch.func.functional_call``: the module itself is not changed)."""
+
+        def loss(w: Tensors, alpha: Tensors) -> torch.Tensor:
+            return F.cross_entropy(functional_call(self.model, {**w, **alpha}, (x,)), y)
+
+        return loss
+
+    def _shift(self, w: Tensors) -> Tensors | None:
+        r"""Momentum and weight-decay terms of the next SGD step, :math:`\mu b + \lambda w` (no α in them)."""
+        if not self.include_momentum:
+            return None
+        group = self.w_optimizer.param_groups[0]
+        momentum, weight_decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+        shift = {}
+        with torch.no_grad():
+            for n, p in w.items():
+                buf = self.w_optimizer.state.get(p, {}).get("momentum_buffer")
+                d = weight_decay * p
+                if buf is not None:
+                    d = d + momentum * buf
+                shift[n] = d
+        return shift
+
+    def hypergradient(self, train_batch, valid_batch, *, xi: float | None = None, method: str | None = None,
+                      eps: float | None = None) -> Hypergradient:
+        """∇α of the (unrolled) validation loss for one training and one validation batch; α untouched."""
+        xi = self.current_xi() if xi is None else xi
+        w = dict(self.model.named_weight_parameters())
+        alpha = {n: p for n, p in self.model.named_parameters() if n.startswith("alpha_")}
+        buffers = [b for b in self.model.buffers()]
+        saved = [b.clone() for b in buffers]  # BN running statistics: put back exactly afterwards
+        try:
+            return architecture_gradient(self.loss_fn(*train_batch), self.loss_fn(*valid_batch), w, alpha, xi=xi,
+                                         method=method or self.method, eps_scale=self.eps_scale, eps=eps,
+                                         shift=self._shift(w) if xi else None)
+        finally:
+            with torch.no_grad():
+                for b, s in zip(buffers, saved, strict=True):
+                    b.copy_(s)
+
+    def step(self, train_batch, valid_batch) -> torch.Tensor:
+        """One Adam step on α (Alg. 1, step 1); returns the validation loss (a 0-d tensor, no sync)."""
+        result = self.hypergradient(train_batch, valid_batch)
+        for name, p in self.model.named_parameters():
+            if name.startswith("alpha_"):
+                p.grad = result.grads[name].detach().clone()
+        self.optimizer.step()
+        return result.val_loss
+
+
+# -- Alg. 1: the search ------------------------------------------------------------------------------
+@dataclass
+class SearchConfig:
+    r"""Hyperparameters of a DARTS search; defaults are the paper's (Sec. 3.1.1) unless noted.
+
+    Attributes:
+        epochs: 50.
+        batch_size: 64 (for both training and validation batches).
+        lr: :math:`\eta_w` = 0.025, SGD with momentum 0.9 and weight decay 3e-4.
+        lr_min: end of the cosine schedule. The paper anneals "down to zero"; the authors' code
+            stops at 0.001 (default here: the code's, which produced the published cells).
+        grad_clip: clip the weight-gradient norm at 5 (authors' code; the paper does not say).
+        arch_lr, arch_betas, arch_weight_decay: Adam on α: 3e-4, (0.5, 0.999), 1e-3.
+        order: 1 (first order) or 2 (second order, the paper's DARTS V2).
+        xi: ξ for order 2; ``None`` follows the current :math:`\eta_w` (paper and code).
+        method: ``"finite_difference"`` (paper) or ``"exact"``.
+        eps_scale: 0.01 (paper).
+        include_momentum: momentum and weight decay in the virtual step (authors' code; see Architect).
+        augment: training-time augmentation of both halves (the code's random crop and flip, no cutout).
+        steps_per_epoch: cap on steps per epoch (``None``: a full pass); for quick runs.
+        seed: seeds the batch order and augmentation.
+    """
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float | None = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    order: int = 1
+    xi: float | None = None
+    method: str = "finite_difference"
+    eps_scale: float = 0.01
+    include_momentum: bool = True
+    augment: Augment | None = field(default_factory=Augment)
+    steps_per_epoch: int | None = None
+    seed: int = 0
+
+
+def _as_plain(config: SearchConfig) -> dict:
+    d = asdict(config)
+    d["arch_betas"] = tuple(d["arch_betas"])
+    return d
+
+
+def search(model: SearchNetwork, data: Subsets, config: SearchConfig | None = None, *,
+           checkpoint: str | os.PathLike | None = None, stop_after: int | None = None,
+           progress: bool = False) -> list[dict]:
+    r"""Run DARTS (Alg. 1): alternate an α step on a validation batch and a w step on a training batch.
+
+    Each training batch is paired with the next batch of a separately shuffled pass over the
+    validation half; an epoch ends when either pass (or ``steps_per_epoch``) runs out. The α step
+    comes first, as in Alg. 1 and the authors' code; ξ follows the learning rate of the epoch.
+
+    Returns one record per epoch: ``epoch``, ``lr``, ``xi``, ``train_loss``/``train_acc`` (running
+    over the epoch's weight steps), ``search_val_loss`` (mean :math:`L_{val}` seen by the α steps),
+    ``valid_loss``/``valid_acc`` (whole validation half, eval mode), ``alpha_normal``/``alpha_reduce``
+    (CPU copies of α after the epoch), ``genotype`` (its text form) and ``seconds``.
+
+    With ``checkpoint`` set, the full search state (weights and α, both optimisers, the schedule,
+    both loaders' random state, the records) is saved after each epoch, and a call that finds the
+    file resumes after its last epoch: the end result equals that of an uninterrupted run.
+    ``stop_after`` ends the call after that many epochs in total (to run a search in parts).
+    """
+    config = config or SearchConfig()
+    device = next(model.parameters()).device
+    w_optimizer = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, T_max=config.epochs, eta_min=config.lr_min)
+    architect = Architect(model, w_optimizer, order=config.order, xi=config.xi, method=config.method,
+                          eps_scale=config.eps_scale, include_momentum=config.include_momentum,
+                          arch_lr=config.arch_lr, arch_betas=config.arch_betas,
+                          arch_weight_decay=config.arch_weight_decay)
+    train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, augment=config.augment,
+                                seed=config.seed, drop_last=True)
+    valid_loader = DeviceLoader(data.valid_x, data.valid_y, config.batch_size, augment=config.augment,
+                                seed=config.seed + 1, drop_last=True)
+    if len(train_loader) == 0 or len(valid_loader) == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training ({len(data.train_x)}) "
+                         f"or validation ({len(data.valid_x)}) half")
+    records: list[dict] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, map_location=device)
+        if state["config"] != _as_plain(config):
+            raise ValueError(f"checkpoint {checkpoint} was written with a different SearchConfig: "
+                             f"{state['config']} != {_as_plain(config)}")
+        model.load_state_dict(state["model"])
+        w_optimizer.load_state_dict(state["w_optimizer"])
+        architect.optimizer.load_state_dict(state["arch_optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        train_loader.load_state_dict(state["train_loader"])
+        valid_loader.load_state_dict(state["valid_loader"])
+        torch.set_rng_state(state["torch_rng"])
+        records = state["records"]
+    weights = model.weight_parameters()
+    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(len(records), last), total=last, initial=len(records), disable=not progress,
+               desc="search", leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        lr, xi = w_optimizer.param_groups[0]["lr"], architect.current_xi()
+        train_loss = torch.zeros((), device=device)
+        val_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = steps = 0
+        model.train()
+        for (x, y), (x_val, y_val) in zip(train_loader, valid_loader, strict=False):
+            if config.steps_per_epoch is not None and steps >= config.steps_per_epoch:
+                break
+            # Alg. 1, step 1: update alpha by descending the (approximate) architecture gradient
+            val_loss += architect.step((x, y), (x_val, y_val))
+            # Alg. 1, step 2: update w by descending grad_w L_train(w, alpha)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            w_optimizer.zero_grad(set_to_none=True)
+            loss.backward(inputs=weights)
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(weights, config.grad_clip)
+            w_optimizer.step()
+            train_loss += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            steps += 1
+        scheduler.step()
+        valid = _evaluate(model, data.valid_x, data.valid_y, batch_size=max(config.batch_size, 256))
+        record = {
+            "epoch": epoch + 1, "lr": lr, "xi": xi,
+            "train_loss": train_loss.item() / seen, "train_acc": correct.item() / seen,
+            "search_val_loss": val_loss.item() / steps,
+            "valid_loss": valid["loss"], "valid_acc": valid["acc"],
+            "alpha_normal": model.alpha_normal.detach().cpu().clone(),
+            "alpha_reduce": model.alpha_reduce.detach().cpu().clone(),
+            "genotype": str(model.genotype()),
+            "seconds": time.perf_counter() - start,
+        }
+        records.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['valid_acc']:.3f}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "w_optimizer": w_optimizer.state_dict(),
+                "arch_optimizer": architect.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "train_loader": train_loader.state_dict(), "valid_loader": valid_loader.state_dict(),
+                "torch_rng": torch.get_rng_state(), "records": records, "config": _as_plain(config),
+            })
+    bar.close()
+    return records
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int) -> dict:
+    """Loss and accuracy in eval mode (float32; the supernet is not run under autocast)."""
+    model.eval()
+    loss = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start:start + batch_size])
+        loss += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
+        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
+    model.train()
+    return {"loss": loss.item() / len(images), "acc": correct.item() / len(images)}
+
+
+# -- Sec. 2.4: deriving the discrete architecture ---------------------------------------------------
+def _derive_cell(alpha: torch.Tensor, ops: tuple[str, ...], num_nodes: int, k: int) -> list[tuple[str, int]]:
+    weights = F.softmax(alpha.detach().double().cpu(), dim=-1)  # (E, K)
+    candidates = [i for i, name in enumerate(ops) if name != "none"]  # columns an edge may keep
+    edges, row = [], 0
+    for node in range(num_nodes):
+        rows = weights[row:row + node + 2]  # (node + 2, K): the edges into this node
+        # an edge's strength is its strongest non-none operation (softmax over all K, none included)
+        strength = rows[:, candidates].max(dim=1).values.tolist()
+        # keep the k strongest edges (ties: the lower input index), stronger edge first, as the code does
+        kept = sorted(range(node + 2), key=lambda j: -strength[j])[:k]
+        for j in kept:
+            best = max(candidates, key=lambda c: (rows[j, c].item(), -c))  # first of equal weights
+            edges.append((ops[best], j))
+        row += node + 2
+    return edges
+
+
+def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor, *, ops: tuple[str, ...] = DARTS_OPS,
+                    num_nodes: int = 4, k: int = 2, multiplier: int | None = None) -> Genotype:
+    """The discrete cell of Sec. 2.4: for each intermediate node keep the ``k = 2`` strongest incoming
+    edges, an edge's strength being its strongest non-``none`` operation (in softmax weight), and on
+    each kept edge that operation.
+
+    Raises:
+        ValueError: α of the wrong shape, unknown operation names, or ``k`` larger than a node's inputs.
+    """
+    ops = tuple(check_op_name(o) for o in ops)
+    if all(o == "none" for o in ops):
+        raise ValueError("ops must contain at least one operation other than 'none'")
+    if k != 2:
+        raise ValueError(f"a Genotype has exactly two edges per node, so k must be 2, got {k}")
+    alpha_normal = check_alpha(alpha_normal, num_nodes, len(ops), "alpha_normal")
+    alpha_reduce = check_alpha(alpha_reduce, num_nodes, len(ops), "alpha_reduce")
+    multiplier = num_nodes if multiplier is None else multiplier
+    concat = list(range(2 + num_nodes - multiplier, 2 + num_nodes))
+    return Genotype(normal=_derive_cell(alpha_normal, ops, num_nodes, k), normal_concat=concat,
+                    reduce=_derive_cell(alpha_reduce, ops, num_nodes, k), reduce_concat=concat)
+
+
+# -- Figure 2: the toy bilevel problem --------------------------------------------------------------
+def toy_train_loss(w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    r""":math:`L_{train}(w, \alpha) = w^2 - 2\alpha w + \alpha^2 = (w - \alpha)^2`, so :math:`w^*(\alpha) = \alpha`."""
+    return w**2 - 2 * alpha * w + alpha**2
+
+
+def toy_val_loss(w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    r""":math:`L_{val}(w, \alpha) = \alpha w - 2\alpha + 1`; on the constraint it is :math:`(\alpha - 1)^2`:
+    the bilevel optimum is :math:`(\alpha, w) = (1, 1)`."""
+    return alpha * w - 2 * alpha + 1
+
+
+def toy_hypergradient_analytic(w: float, alpha: float, xi: float) -> float:
+    r"""Eq. 7 by hand: :math:`w' = w - 2\xi(w - \alpha)`, :math:`\nabla_\alpha L_{val}(w',\alpha) = w' - 2`,
+    :math:`\nabla_{w'} L_{val} = \alpha`, :math:`\nabla^2_{\alpha,w} L_{train} = -2`, so the gradient is
+    :math:`w' - 2 + 2\xi\alpha`."""
+    w_virtual = w - xi * (2 * w - 2 * alpha)
+    return w_virtual - 2 + 2 * xi * alpha
+
+
+def toy_hypergradient(w: float, alpha: float, xi: float, *, method: str = "finite_difference",
+                      eps_scale: float = 0.01) -> float:
+    """Eq. 7 on the toy problem by the same code as the supernet (:func:`architecture_gradient`), float64."""
+    w_t = {"w": torch.tensor(float(w), dtype=torch.float64, requires_grad=True)}
+    a_t = {"alpha": torch.tensor(float(alpha), dtype=torch.float64, requires_grad=True)}
+
+    def train(w_, a_):
+        return toy_train_loss(w_["w"], a_["alpha"])
+
+    def val(w_, a_):
+        return toy_val_loss(w_["w"], a_["alpha"])
+
+    return float(architecture_gradient(train, val, w_t, a_t, xi=xi, method=method, eps_scale=eps_scale).grads["alpha"])
+
+
+def toy_trajectory(alpha0: float = 2.0, w0: float = -2.0, *, xi: float, lr_alpha: float = 0.1, lr_w: float = 0.1,
+                   steps: int = 200) -> torch.Tensor:
+    r"""Alg. 1 on the toy problem with plain gradient steps, from :math:`(\alpha_0, w_0)`.
+
+    Each iteration: :math:`\alpha \leftarrow \alpha - \eta_\alpha \cdot` (Eq. 7 with ``xi``), then
+    :math:`w \leftarrow w - \eta_w \nabla_w L_{train}`. Returns the iterates, ``(steps + 1, 2)``
+    float64, columns :math:`(\alpha, w)`. The fixed point has :math:`w = \alpha` and
+    :math:`\alpha - 2 + 2\xi\alpha = 0`, i.e. :math:`\alpha = 2 / (1 + 2\xi)`: first order
+    (:math:`\xi = 0`) stops at (2, 2), and :math:`\xi = 1/2` reaches the bilevel optimum (1, 1).
+    """
+    alpha, w = float(alpha0), float(w0)
+    path = [(alpha, w)]
+    for _ in range(steps):
+        alpha = alpha - lr_alpha * toy_hypergradient_analytic(w, alpha, xi)
+        w = w - lr_w * (2 * w - 2 * alpha)  # grad_w L_train(w, alpha) = 2w - 2 alpha
+        path.append((alpha, w))
+    return torch.tensor(path, dtype=torch.float64)
+
+
+# -- The notebook's widget callback -----------------------------------------------------------------
+def alpha_epoch_view(history: list[dict], index: int, *, axes=None, ops: tuple[str, ...] = DARTS_OPS) -> dict:
+    """What the epoch slider shows: softmax(α) heatmaps of record ``history[index]`` and its derived cells.
+
+    Args:
+        history: records from :func:`search` (each with ``alpha_normal``, ``alpha_reduce``, ``epoch``).
+        index: position in ``history`` (negative counts from the end).
+        axes: two matplotlib axes to draw the normal and reduction heatmaps into (``None``: no drawing).
+        ops: the column names of α.
+
+    Returns:
+        ``{"epoch", "weights_normal", "weights_reduce", "genotype", "normal", "reduce"}``; the last two
+        are :class:`~nas_tutorial.drawing.Graph` s of the derived cells (show them with ``drawing.show``).
+    """
+    if not history:
+        raise ValueError("history is empty: run search() first")
+    if not -len(history) <= index < len(history):
+        raise ValueError(f"index {index} is out of range for a history of {len(history)} epochs")
+    record = history[index]
+    num_nodes = next(n for n in range(1, 64) if num_edges(n) >= record["alpha_normal"].shape[0])
+    genotype = derive_genotype(record["alpha_normal"], record["alpha_reduce"], ops=ops, num_nodes=num_nodes)
+    weights = {kind: F.softmax(record[f"alpha_{kind}"].double(), dim=-1) for kind in ("normal", "reduce")}
+    if axes is not None:
+        if len(axes) != 2:
+            raise ValueError(f"axes must be two matplotlib axes (normal, reduce), got {len(axes)}")
+        for ax, kind in zip(axes, ("normal", "reduce"), strict=True):
+            heatmap(ax, weights[kind].numpy(), row_labels=edge_labels(num_nodes), col_labels=list(ops),
+                    title=f"softmax(alpha_{kind}), epoch {record['epoch']}")
+    normal: Graph = cell_graph(genotype, "normal")
+    reduce: Graph = cell_graph(genotype, "reduce")
+    return {"epoch": record["epoch"], "weights_normal": weights["normal"], "weights_reduce": weights["reduce"],
+            "genotype": genotype, "normal": normal, "reduce": reduce}
