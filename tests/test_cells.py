@@ -6,14 +6,7 @@ import torch
 from nas_tutorial import cells
 from nas_tutorial.genotypes import DARTS_V1, DARTS_V2, Genotype
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread is faster and immune to other processes on the machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_paper_parameter_count_of_darts_v2():

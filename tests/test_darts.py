@@ -15,13 +15,7 @@ from nas_tutorial.ops import DARTS_OPS
 matplotlib.use("Agg")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread is faster and immune to other processes on the machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(dtype=torch.float32, seed=0, layers=3, alpha_init_std=0.1):
