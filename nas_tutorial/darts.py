@@ -51,7 +51,7 @@ from .data import Augment, DeviceLoader, Subsets
 from .drawing import Graph, cell_graph, heatmap
 from .genotypes import Genotype
 from .ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_name, make_op
-from .training import load_checkpoint, save_checkpoint
+from .training import evaluate, load_checkpoint, save_checkpoint
 
 Tensors = dict[str, torch.Tensor]
 #: ``loss(w, alpha) -> scalar``: a loss as a function of named weights and named architecture weights.
@@ -602,7 +602,9 @@ def search(model: SearchNetwork, data: Subsets, config: SearchConfig | None = No
             seen += len(y)
             steps += 1
         scheduler.step()
-        valid = _evaluate(model, data.valid_x, data.valid_y, batch_size=max(config.batch_size, 256))
+        # the supernet is not run under autocast: amp=False
+        valid = evaluate(model, data.valid_x, data.valid_y, batch_size=max(config.batch_size, 256), amp=False)
+        model.train()
         record = {
             "epoch": epoch + 1, "lr": lr, "xi": xi,
             "train_loss": train_loss.item() / seen, "train_acc": correct.item() / seen,
@@ -624,20 +626,6 @@ def search(model: SearchNetwork, data: Subsets, config: SearchConfig | None = No
             })
     bar.close()
     return records
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int) -> dict:
-    """Loss and accuracy in eval mode (float32; the supernet is not run under autocast)."""
-    model.eval()
-    loss = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size])
-        loss += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
-        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
-    model.train()
-    return {"loss": loss.item() / len(images), "acc": correct.item() / len(images)}
 
 
 # -- Sec. 2.4: deriving the discrete architecture ---------------------------------------------------
