@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 
-.PHONY: lab test unit notebooks lint bench clean
+.PHONY: lab test unit notebooks lint bench clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,ray]'
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nas_tutorial)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	touch $(STAMP)
 
 lab: $(STAMP)
@@ -39,3 +39,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# On a machine with a CUDA GPU: every notebook in its default mode, then the benchmarks, into gpu_report/
+# (REPORT.md, report.json, executed copies). One item: make gpu-check GPU_CHECK_ARGS="--only 02_darts".
+# Uses .venv when it exists, else $(PYTHON) as it is (a GPU machine with nothing to install from).
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/gpu_check.py $(GPU_CHECK_ARGS)

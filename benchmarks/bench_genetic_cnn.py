@@ -16,6 +16,7 @@ Prints a Markdown table for ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -24,17 +25,18 @@ import numpy as np
 import torch
 
 from nas_tutorial import genetic_cnn as gc
+from nas_tutorial import genetic_cnn_space as space
 from nas_tutorial.data import default_data_root
 from nas_tutorial.evaluators import InProcessEvaluator, ProcessPoolEvaluator
 
 
-def distinct_population(size: int, seed: int = 0) -> list[gc.Genome]:
+def distinct_population(size: int, seed: int = 0) -> list[space.Genome]:
     """``size`` random genomes of stages (3, 4) that decode to different networks."""
     rng, population, keys = np.random.default_rng(seed), [], set()
     while len(population) < size:
         g = gc.random_genome((3, 4), rng)
-        if gc.network_key(g) not in keys:
-            keys.add(gc.network_key(g))
+        if space.network_key(g) not in keys:
+            keys.add(space.network_key(g))
             population.append(g)
     return population
 
@@ -76,9 +78,9 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
 
-    fitness = gc.TrainingFitness(args.data_root, train_size=800, image_size=16, channels=(8, 16), epochs=2,
-                                 batch_size=32, lr=0.05)
-    one_thread = gc.TrainingFitness(**{**fitness.__dict__, "torch_threads": 1})
+    fitness = gc.training_fitness(args.data_root, channels=(8, 16), train_size=800, image_size=16, epochs=2,
+                                  batch_size=32, lr=0.05)
+    one_thread = dataclasses.replace(fitness, torch_threads=1)
     everything = distinct_population(args.population + 2)
     warmup, population = everything[:2], everything[2:]
 

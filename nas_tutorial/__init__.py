@@ -7,10 +7,11 @@ Modules (read them in this order):
 - ``ops``        the candidate operations of the cell-based papers
 - ``genotypes``  frozen, printable, validated cell genotypes and search-space counts
 - ``drawing``    graphviz drawings and matplotlib plots used by every notebook
-- ``training``   a train/evaluate loop and exact checkpoints
-- ``cells``      the discrete-cell evaluation network built from any genotype (DARTS, ENAS, PNAS, NAO)
-- ``evaluators`` evaluate a population in-process, on a process pool or on a Ray cluster
-- one module per method: ``darts``, ``genetic_cnn``
+- ``search``     the pattern of every search: config, steps, records, checkpoints, progress
+- ``training``   a train/evaluate loop that resumes exactly
+- ``cells``      the stack of cells, and the evaluation network built from any genotype (DARTS, ENAS, PNAS, NAO)
+- ``evaluators`` evaluate a population in-process, on a process pool or on a Ray cluster; train from scratch
+- one module per method: ``darts``, ``genetic_cnn`` (its search space: ``genetic_cnn_space``)
 - ``figures``    regenerates ``images/`` (``python -m nas_tutorial.figures``)
 """
 

@@ -19,17 +19,21 @@ the papers retrain and report (Liu et al., 2019, Sec. 3.2; Zoph et al., 2018):
 At the paper's setting (36 channels, 20 cells) the DARTS (second order) cell has 3.3M parameters
 without the auxiliary head, as the paper counts (:func:`parameter_count`).
 
-| symbol | name | shape |
-| --- | --- | --- |
-| ``C`` (``channels``) | channels of a node in the first cells | int (36 in the paper) |
-| ``L`` (``layers``) | number of cells | int (20 in the paper) |
-| ``s_{k-2}, s_{k-1}`` | the two inputs of cell ``k`` | ``(B, C_in, H, W)`` |
-| ``x_j`` | intermediate node ``j`` of a cell | ``(B, C_k, H / s, W / s)`` |
-| ``p`` (``drop_path_prob``) | drop-path probability | float |
+| symbol | code | what it is | shape |
+| --- | --- | --- | --- |
+| :math:`C` | ``channels`` | channels of a node in the first cells | int (36 in the paper) |
+| :math:`L` | ``layers`` | number of cells | int (20 in the paper) |
+| :math:`s_{k-2}, s_{k-1}` | ``s0``, ``s1`` | the two inputs of cell ``k`` | ``(B, C_in, H, W)`` |
+| :math:`x_j` | ``states[j]`` | intermediate node ``j`` of a cell | ``(B, C_k, H / s, W / s)`` |
+| :math:`p` | ``drop_path_prob`` | drop-path probability | float |
+
+:func:`stack_cells` (the stack of cells, reductions at 1/3 and 2/3 of the depth) and
+:func:`make_stem` are shared with the search networks (DARTS's supernet; ENAS, PNAS and NAO next).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -45,6 +49,36 @@ def reduction_layers(layers: int) -> tuple[int, int]:
     if layers < 1:
         raise ValueError(f"layers must be positive, got {layers}")
     return layers // 3, 2 * layers // 3
+
+
+def stack_cells(make_cell: Callable[..., nn.Module], *, channels: int, layers: int,
+                stem_channels: int) -> nn.ModuleList:
+    """The cells of the cell papers' CIFAR network, shared by the search and evaluation networks.
+
+    Cell ``i`` is ``make_cell(in_channels_prev_prev, in_channels_prev, channels_i, reduction=...,
+    reduction_prev=...)``; it must have an ``out_channels`` attribute. The cells at 1/3 and 2/3 of the
+    depth are reductions and double the channels; the first cell reads the stem output twice.
+    """
+    if channels < 1:
+        raise ValueError(f"channels must be positive, got {channels}")
+    reductions = reduction_layers(layers)
+    prev_prev, prev, current = stem_channels, stem_channels, channels
+    cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            current *= 2
+        cell = make_cell(prev_prev, prev, current, reduction=reduction, reduction_prev=reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        prev_prev, prev = prev, cell.out_channels
+    return cells
+
+
+def make_stem(in_channels: int, stem_channels: int) -> nn.Sequential:
+    """The stem of the cell papers' CIFAR network: a 3x3 convolution and batch norm."""
+    return nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels))
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -155,24 +189,12 @@ class NetworkCIFAR(nn.Module):
         self.genotype = genotype
         self.layers = layers
         stem_channels = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(stem_channels))
-        reductions = reduction_layers(layers)
-        self.auxiliary_index = reductions[1]
-        prev_prev, prev, current = stem_channels, stem_channels, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        aux_channels = prev
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                current *= 2
-            cell = Cell(genotype, prev_prev, prev, current, reduction=reduction, reduction_prev=reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            prev_prev, prev = prev, cell.out_channels
-            if i == self.auxiliary_index:
-                aux_channels = prev
+        self.stem = make_stem(in_channels, stem_channels)
+        self.cells = stack_cells(functools.partial(Cell, genotype), channels=channels, layers=layers,
+                                 stem_channels=stem_channels)
+        self.auxiliary_index = reduction_layers(layers)[1]
+        aux_channels = self.cells[self.auxiliary_index].out_channels
+        prev = self.cells[-1].out_channels
         self.auxiliary_head = AuxiliaryHead(aux_channels, num_classes) if auxiliary else None
         self.classifier = nn.Linear(prev, num_classes)
         self.drop_path_prob = drop_path_prob

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -46,12 +44,13 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from .cells import reduction_layers
+from .cells import make_stem, stack_cells
 from .data import Augment, DeviceLoader, Subsets
 from .drawing import Graph, cell_graph, heatmap
 from .genotypes import Genotype
 from .ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_name, make_op
-from .training import evaluate, load_checkpoint, save_checkpoint
+from .search import Config, Search, check
+from .training import evaluate
 
 Tensors = dict[str, torch.Tensor]
 #: ``loss(w, alpha) -> scalar``: a loss as a function of named weights and named architecture weights.
@@ -140,6 +139,7 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             MixedOp(channels, 2 if reduction and j < 2 else 1, ops) for i in range(num_nodes) for j in range(i + 2)
         )
+        self.out_channels = multiplier * channels
 
     def forward(self, s0, s1, weights):  # (B, C_pp, ., .), (B, C_p, H, W), (E, K) -> (B, multiplier * C, H/s, W/s)
         if weights.shape[0] != len(self.edges):
@@ -180,39 +180,47 @@ class SearchNetwork(nn.Module):
                  alpha_init_std: float = 0.0, in_channels: int = 3):
         super().__init__()
         self.ops = tuple(check_op_name(o) for o in ops)
+        if all(o == "none" for o in self.ops):
+            raise ValueError(f"ops must contain at least one operation other than 'none', got {self.ops}")
+        if channels < 1 or layers < 1 or num_nodes < 1:
+            raise ValueError(f"channels, layers and num_nodes must be positive, got {channels}, {layers}, {num_nodes}")
         self.num_nodes, self.multiplier = num_nodes, multiplier
         stem_channels = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(stem_channels))
-        reductions = reduction_layers(layers)
-        prev_prev, prev, current = stem_channels, stem_channels, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                current *= 2
-            self.cells.append(SearchCell(num_nodes, multiplier, prev_prev, prev, current, reduction=reduction,
-                                         reduction_prev=reduction_prev, ops=self.ops))
-            reduction_prev = reduction
-            prev_prev, prev = prev, multiplier * current
-        self.classifier = nn.Linear(prev, num_classes)
+        self.stem = make_stem(in_channels, stem_channels)
+
+        def make_cell(prev_prev, prev, current, **kind):
+            return SearchCell(num_nodes, multiplier, prev_prev, prev, current, ops=self.ops, **kind)
+
+        self.cells = stack_cells(make_cell, channels=channels, layers=layers, stem_channels=stem_channels)
+        self.classifier = nn.Linear(self.cells[-1].out_channels, num_classes)
         shape = (num_edges(num_nodes), len(self.ops))
         self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
 
+    @classmethod
+    def from_config(cls, config: "DartsConfig") -> "SearchNetwork":
+        """The supernet a :class:`DartsConfig` describes."""
+        return cls(config.channels, config.num_classes, config.layers, num_nodes=config.num_nodes,
+                   multiplier=config.multiplier, stem_multiplier=config.stem_multiplier, ops=config.ops,
+                   alpha_init_std=config.alpha_init_std)
+
     # -- the two parameter groups --------------------------------------------------------------
+    def named_arch_parameters(self) -> dict[str, nn.Parameter]:
+        """The architecture weights α by name: ``{"alpha_normal": ..., "alpha_reduce": ...}``, each ``(E, K)``."""
+        return {"alpha_normal": self.alpha_normal, "alpha_reduce": self.alpha_reduce}
+
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture weights α: ``[alpha_normal, alpha_reduce]``, each ``(E, K)``."""
-        return [self.alpha_normal, self.alpha_reduce]
+        return list(self.named_arch_parameters().values())
 
-    def named_weight_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """``(name, parameter)`` of the network weights :math:`w` (all parameters but α)."""
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alpha_")]
+    def named_weight_parameters(self) -> dict[str, nn.Parameter]:
+        """The network weights :math:`w` by name (all parameters but α)."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return {n: p for n, p in self.named_parameters() if id(p) not in arch}
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """The network weights :math:`w` (all parameters but α)."""
-        return [p for _, p in self.named_weight_parameters()]
+        return list(self.named_weight_parameters().values())
 
     @torch.no_grad()
     def set_alphas(self, alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor) -> None:
@@ -389,7 +397,7 @@ class Architect:
     before and put back after, so they change only in weight steps.
 
     Args:
-        model: the supernet (anything with ``arch_parameters()`` and ``named_weight_parameters()``).
+        model: the supernet (anything with ``named_arch_parameters()`` and ``named_weight_parameters()``).
         w_optimizer: the ``torch.optim.SGD`` of the weights (read for ``lr``, momentum buffers).
         order: 1 or 2.
         xi: virtual-step learning rate for ``order=2``; ``None`` follows the weight learning rate.
@@ -449,8 +457,8 @@ class Architect:
                       eps: float | None = None) -> Hypergradient:
         """∇α of the (unrolled) validation loss for one training and one validation batch; α untouched."""
         xi = self.current_xi() if xi is None else xi
-        w = dict(self.model.named_weight_parameters())
-        alpha = {n: p for n, p in self.model.named_parameters() if n.startswith("alpha_")}
+        w = self.model.named_weight_parameters()
+        alpha = self.model.named_arch_parameters()
         buffers = [b for b in self.model.buffers()]
         saved = [b.clone() for b in buffers]  # BN running statistics: put back exactly afterwards
         try:
@@ -465,36 +473,51 @@ class Architect:
     def step(self, train_batch, valid_batch) -> torch.Tensor:
         """One Adam step on α (Alg. 1, step 1); returns the validation loss (a 0-d tensor, no sync)."""
         result = self.hypergradient(train_batch, valid_batch)
-        for name, p in self.model.named_parameters():
-            if name.startswith("alpha_"):
-                p.grad = result.grads[name].detach().clone()
+        for name, p in self.model.named_arch_parameters().items():
+            p.grad = result.grads[name].detach().clone()
         self.optimizer.step()
         return result.val_loss
 
 
 # -- Alg. 1: the search ------------------------------------------------------------------------------
-@dataclass
-class SearchConfig:
-    r"""Hyperparameters of a DARTS search; defaults are the paper's (Sec. 3.1.1) unless noted.
+@dataclass(frozen=True)
+class DartsConfig(Config):
+    r"""Settings of a DARTS search; the defaults are the paper's search on CIFAR-10 (Sec. 3.1.1)
+    unless noted.
 
     Attributes:
+        channels, layers: the search network: 16 initial channels, 8 cells.
+        num_nodes, multiplier, stem_multiplier: 4 intermediate nodes per cell, all 4 concatenated,
+            a stem of 3 x 16 channels.
+        ops: the candidate operations (the columns of α): ``DARTS_OPS``.
+        alpha_init_std: α starts at ``alpha_init_std * N(0, 1)``; the paper starts from zero ("equal
+            attention"), the authors' code from ``1e-3 * N(0, 1)``.
+        num_classes: 10.
         epochs: 50.
-        batch_size: 64 (for both training and validation batches).
+        batch_size: 64 (training and validation batches alike).
         lr: :math:`\eta_w` = 0.025, SGD with momentum 0.9 and weight decay 3e-4.
-        lr_min: end of the cosine schedule. The paper anneals "down to zero"; the authors' code
-            stops at 0.001 (default here: the code's, which produced the published cells).
+        lr_min: end of the cosine schedule. The paper anneals "down to zero"; the authors' code stops
+            at 0.001 (default here: the code's, which produced the published cells).
         grad_clip: clip the weight-gradient norm at 5 (authors' code; the paper does not say).
         arch_lr, arch_betas, arch_weight_decay: Adam on α: 3e-4, (0.5, 0.999), 1e-3.
-        order: 1 (first order) or 2 (second order, the paper's DARTS V2).
+        order: 2 (second order, the paper's DARTS V2, default) or 1 (first order, DARTS V1).
         xi: ξ for order 2; ``None`` follows the current :math:`\eta_w` (paper and code).
-        method: ``"finite_difference"`` (paper) or ``"exact"``.
+        method: ``"finite_difference"`` (paper) or ``"exact"`` (double backward).
         eps_scale: 0.01 (paper).
         include_momentum: momentum and weight decay in the virtual step (authors' code; see Architect).
         augment: training-time augmentation of both halves (the code's random crop and flip, no cutout).
         steps_per_epoch: cap on steps per epoch (``None``: a full pass); for quick runs.
-        seed: seeds the batch order and augmentation.
+        seed: seeds the supernet's initial weights, the batch order and the augmentation.
     """
 
+    channels: int = 16
+    layers: int = 8
+    num_nodes: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    ops: tuple[str, ...] = DARTS_OPS
+    alpha_init_std: float = 0.0
+    num_classes: int = 10
     epochs: int = 50
     batch_size: int = 64
     lr: float = 0.025
@@ -505,127 +528,173 @@ class SearchConfig:
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
-    order: int = 1
+    order: int = 2
     xi: float | None = None
     method: str = "finite_difference"
     eps_scale: float = 0.01
     include_momentum: bool = True
-    augment: Augment | None = field(default_factory=Augment)
+    augment: Augment | None = Augment()
     steps_per_epoch: int | None = None
     seed: int = 0
 
+    def validate(self) -> None:
+        for name in ("channels", "layers", "num_nodes", "stem_multiplier", "num_classes", "epochs", "batch_size"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, name, "must be a positive integer", value)
+        check(1 <= self.multiplier <= self.num_nodes, "multiplier", f"must be in 1..num_nodes={self.num_nodes}",
+              self.multiplier)
+        check(isinstance(self.ops, tuple) and len(self.ops) > 0, "ops", "must be a non-empty tuple of operation names",
+              self.ops)
+        for op in self.ops:
+            check_op_name(op)
+        check(any(op != "none" for op in self.ops), "ops", "must contain an operation other than 'none'", self.ops)
+        for name in ("lr", "arch_lr"):
+            check(getattr(self, name) > 0, name, "must be positive", getattr(self, name))
+        check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}]", self.lr_min)
+        check(self.order in (1, 2), "order", "must be 1 (first order) or 2 (second order)", self.order)
+        check(self.xi is None or self.xi >= 0, "xi", "must be None (follow lr) or >= 0", self.xi)
+        check(self.method in ("finite_difference", "exact"), "method", "must be 'finite_difference' or 'exact'",
+              self.method)
+        check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch", "must be None or >= 1",
+              self.steps_per_epoch)
 
-def _as_plain(config: SearchConfig) -> dict:
-    d = asdict(config)
-    d["arch_betas"] = tuple(d["arch_betas"])
-    return d
+    @classmethod
+    def fast(cls, **changes) -> "DartsConfig":
+        """The notebook's CPU setting: a 4-channel, 3-cell supernet, first order, 3 epochs of 3 steps of
+        32 images (16x16 images: crop padding 2), α learning rate 100x the paper's so that α moves."""
+        settings = dict(channels=4, layers=3, epochs=3, batch_size=32, steps_per_epoch=3, arch_lr=3e-2, order=1,
+                        augment=Augment(crop_padding=2))
+        return cls(**{**settings, **changes})
 
 
-def search(model: SearchNetwork, data: Subsets, config: SearchConfig | None = None, *,
-           checkpoint: str | os.PathLike | None = None, stop_after: int | None = None,
-           progress: bool = False) -> list[dict]:
-    r"""Run DARTS (Alg. 1): alternate an α step on a validation batch and a w step on a training batch.
+class DartsSearch(Search):
+    r"""DARTS (Alg. 1) on a :class:`~nas_tutorial.data.Subsets`: one :meth:`step` is one epoch.
 
     Each training batch is paired with the next batch of a separately shuffled pass over the
-    validation half; an epoch ends when either pass (or ``steps_per_epoch``) runs out. The α step
-    comes first, as in Alg. 1 and the authors' code; ξ follows the learning rate of the epoch.
+    validation half; an epoch ends when either pass (or ``steps_per_epoch``) runs out. Every
+    iteration first updates α on the validation batch (:meth:`update_alpha`, Alg. 1 step 1), then w
+    on the training batch (:meth:`update_weights`, step 2), as in the paper and the authors' code; ξ
+    follows the learning rate of the epoch.
 
-    Returns one record per epoch: ``epoch``, ``lr``, ``xi``, ``train_loss``/``train_acc`` (running
-    over the epoch's weight steps), ``search_val_loss`` (mean :math:`L_{val}` seen by the α steps),
-    ``valid_loss``/``valid_acc`` (whole validation half, eval mode), ``alpha_normal``/``alpha_reduce``
-    (CPU copies of α after the epoch), ``genotype`` (its text form) and ``seconds``.
+    Records (one per epoch), beside the common keys (``best_arch``: the genotype α derives,
+    ``best_score``: the supernet's accuracy on the whole validation half): ``epoch``, ``lr``, ``xi``,
+    ``train_loss``/``train_acc`` (running over the epoch's weight steps), ``search_val_loss`` (mean
+    :math:`L_{val}` seen by the α steps), ``valid_loss``/``valid_acc``, ``alpha_normal``/
+    ``alpha_reduce`` (CPU copies of α after the epoch) and ``num_nodes``.
 
-    With ``checkpoint`` set, the full search state (weights and α, both optimisers, the schedule,
-    both loaders' random state, the records) is saved after each epoch, and a call that finds the
-    file resumes after its last epoch: the end result equals that of an uninterrupted run.
-    ``stop_after`` ends the call after that many epochs in total (to run a search in parts).
+    The supernet is built from the config (seeded by ``config.seed``) on the data's device;
+    :attr:`model` is it.
     """
-    config = config or SearchConfig()
-    device = next(model.parameters()).device
-    w_optimizer = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
-                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, T_max=config.epochs, eta_min=config.lr_min)
-    architect = Architect(model, w_optimizer, order=config.order, xi=config.xi, method=config.method,
-                          eps_scale=config.eps_scale, include_momentum=config.include_momentum,
-                          arch_lr=config.arch_lr, arch_betas=config.arch_betas,
-                          arch_weight_decay=config.arch_weight_decay)
-    train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, augment=config.augment,
-                                seed=config.seed, drop_last=True)
-    valid_loader = DeviceLoader(data.valid_x, data.valid_y, config.batch_size, augment=config.augment,
-                                seed=config.seed + 1, drop_last=True)
-    if len(train_loader) == 0 or len(valid_loader) == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training ({len(data.train_x)}) "
-                         f"or validation ({len(data.valid_x)}) half")
-    records: list[dict] = []
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
-        if state["config"] != _as_plain(config):
-            raise ValueError(f"checkpoint {checkpoint} was written with a different SearchConfig: "
-                             f"{state['config']} != {_as_plain(config)}")
-        model.load_state_dict(state["model"])
-        w_optimizer.load_state_dict(state["w_optimizer"])
-        architect.optimizer.load_state_dict(state["arch_optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        train_loader.load_state_dict(state["train_loader"])
-        valid_loader.load_state_dict(state["valid_loader"])
-        torch.set_rng_state(state["torch_rng"])
-        records = state["records"]
-    weights = model.weight_parameters()
-    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    from tqdm.auto import tqdm
 
-    bar = tqdm(range(len(records), last), total=last, initial=len(records), disable=not progress,
-               desc="search", leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        lr, xi = w_optimizer.param_groups[0]["lr"], architect.current_xi()
+    method = "darts"
+
+    def __init__(self, config: DartsConfig, data: Subsets, *, checkpoint: str | os.PathLike | None = None):
+        super().__init__(config, data, checkpoint=checkpoint)
+        device = data.train_x.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = SearchNetwork.from_config(config).to(device)
+        self.w_optimizer = torch.optim.SGD(self.model.weight_parameters(), lr=config.lr, momentum=config.momentum,
+                                           weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=config.epochs,
+                                                                    eta_min=config.lr_min)
+        self.architect = Architect(self.model, self.w_optimizer, order=config.order, xi=config.xi,
+                                   method=config.method, eps_scale=config.eps_scale,
+                                   include_momentum=config.include_momentum, arch_lr=config.arch_lr,
+                                   arch_betas=config.arch_betas, arch_weight_decay=config.arch_weight_decay)
+        self.train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, augment=config.augment,
+                                         seed=config.seed, drop_last=True)
+        self.valid_loader = DeviceLoader(data.valid_x, data.valid_y, config.batch_size, augment=config.augment,
+                                         seed=config.seed + 1, drop_last=True)
+        if len(self.train_loader) == 0 or len(self.valid_loader) == 0:
+            raise ValueError(f"field 'batch_size' ({config.batch_size}) is larger than the training "
+                             f"({len(data.train_x)}) or validation ({len(data.valid_x)}) half")
+
+    def num_steps(self) -> int:
+        return self.config.epochs
+
+    def context(self) -> dict:
+        return {"data": self.data.fingerprint()}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
+                "arch_optimizer": self.architect.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "train_loader": self.train_loader.state_dict(), "valid_loader": self.valid_loader.state_dict(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_loader.load_state_dict(state["train_loader"])
+        self.valid_loader.load_state_dict(state["valid_loader"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # -- Alg. 1, one iteration ---------------------------------------------------------------------
+    def update_alpha(self, train_batch, valid_batch) -> torch.Tensor:
+        r"""Step 1: :math:`\alpha \leftarrow \alpha - \eta_\alpha \nabla_\alpha L_{val}(w - \xi\nabla_w
+        L_{train}(w, \alpha), \alpha)` (Adam); returns :math:`L_{val}` (a 0-d tensor, no host sync)."""
+        return self.architect.step(train_batch, valid_batch)
+
+    def update_weights(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Step 2: :math:`w \leftarrow w - \eta_w \nabla_w L_{train}(w, \alpha)` (SGD, momentum, clipping);
+        returns the loss and the number of correct predictions (0-d tensors, no host sync)."""
+        weights = self.model.weight_parameters()
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.w_optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=weights)
+        if self.config.grad_clip:
+            nn.utils.clip_grad_norm_(weights, self.config.grad_clip)
+        self.w_optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def step(self, index: int) -> dict:
+        """One epoch of Alg. 1, then the learning-rate schedule, a validation pass and the derived cell."""
+        config, device = self.config, self.data.train_x.device
+        lr, xi = self.w_optimizer.param_groups[0]["lr"], self.architect.current_xi()
         train_loss = torch.zeros((), device=device)
         val_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = steps = 0
-        model.train()
-        for (x, y), (x_val, y_val) in zip(train_loader, valid_loader, strict=False):
+        self.model.train()
+        for (x, y), valid_batch in zip(self.train_loader, self.valid_loader, strict=False):
             if config.steps_per_epoch is not None and steps >= config.steps_per_epoch:
                 break
-            # Alg. 1, step 1: update alpha by descending the (approximate) architecture gradient
-            val_loss += architect.step((x, y), (x_val, y_val))
-            # Alg. 1, step 2: update w by descending grad_w L_train(w, alpha)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            w_optimizer.zero_grad(set_to_none=True)
-            loss.backward(inputs=weights)
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(weights, config.grad_clip)
-            w_optimizer.step()
-            train_loss += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+            val_loss += self.update_alpha((x, y), valid_batch)
+            loss, right = self.update_weights(x, y)
+            train_loss += loss * len(y)
+            correct += right
             seen += len(y)
             steps += 1
-        scheduler.step()
-        # the supernet is not run under autocast: amp=False
-        valid = evaluate(model, data.valid_x, data.valid_y, batch_size=max(config.batch_size, 256), amp=False)
-        model.train()
-        record = {
-            "epoch": epoch + 1, "lr": lr, "xi": xi,
+        self.scheduler.step()
+        # one host sync per epoch: a NaN anywhere in the epoch shows in the sums
+        alphas = [a.detach() for a in self.model.arch_parameters()]
+        if not (math.isfinite(train_loss.item()) and math.isfinite(val_loss.item())
+                and all(bool(torch.isfinite(a).all()) for a in alphas)):
+            raise FloatingPointError(f"epoch {index + 1}: the loss or alpha is not finite (train loss sum "
+                                     f"{train_loss.item()}, validation loss sum {val_loss.item()}); lower lr or "
+                                     "arch_lr, or check the data")
+        valid = evaluate(self.model, self.data.valid_x, self.data.valid_y, batch_size=max(config.batch_size, 256),
+                         amp=False)  # the supernet is not run under autocast
+        self.model.train()
+        return {
+            "epoch": index + 1, "lr": lr, "xi": xi,
             "train_loss": train_loss.item() / seen, "train_acc": correct.item() / seen,
-            "search_val_loss": val_loss.item() / steps,
-            "valid_loss": valid["loss"], "valid_acc": valid["acc"],
-            "alpha_normal": model.alpha_normal.detach().cpu().clone(),
-            "alpha_reduce": model.alpha_reduce.detach().cpu().clone(),
-            "genotype": str(model.genotype()),
-            "seconds": time.perf_counter() - start,
+            "search_val_loss": val_loss.item() / steps, "valid_loss": valid["loss"], "valid_acc": valid["acc"],
+            "num_nodes": config.num_nodes,
+            "alpha_normal": alphas[0].cpu().clone(), "alpha_reduce": alphas[1].cpu().clone(),
+            "best_arch": str(self.model.genotype()), "best_score": valid["acc"],
         }
-        records.append(record)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['valid_acc']:.3f}")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "w_optimizer": w_optimizer.state_dict(),
-                "arch_optimizer": architect.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "train_loader": train_loader.state_dict(), "valid_loader": valid_loader.state_dict(),
-                "torch_rng": torch.get_rng_state(), "records": records, "config": _as_plain(config),
-            })
-    bar.close()
-    return records
+
+
+def search(config: DartsConfig, data: Subsets, *, checkpoint: str | os.PathLike | None = None,
+           progress: bool = False, callback: Callable[[dict], None] | None = None,
+           stop_after: int | None = None) -> list[dict]:
+    """Run (or resume from ``checkpoint``) a DARTS search; return one record per epoch (:class:`DartsSearch`)."""
+    return DartsSearch(config, data, checkpoint=checkpoint).run(progress=progress, callback=callback,
+                                                                stop_after=stop_after)
 
 
 # -- Sec. 2.4: deriving the discrete architecture ---------------------------------------------------
@@ -662,6 +731,9 @@ def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor, *, o
         raise ValueError(f"a Genotype has exactly two edges per node, so k must be 2, got {k}")
     alpha_normal = check_alpha(alpha_normal, num_nodes, len(ops), "alpha_normal")
     alpha_reduce = check_alpha(alpha_reduce, num_nodes, len(ops), "alpha_reduce")
+    for name, alpha in (("alpha_normal", alpha_normal), ("alpha_reduce", alpha_reduce)):
+        if not torch.isfinite(alpha).all():
+            raise ValueError(f"{name} has non-finite values (nan or inf): no architecture can be derived from it")
     multiplier = num_nodes if multiplier is None else multiplier
     concat = list(range(2 + num_nodes - multiplier, 2 + num_nodes))
     return Genotype(normal=_derive_cell(alpha_normal, ops, num_nodes, k), normal_concat=concat,
@@ -727,7 +799,7 @@ def alpha_epoch_view(history: list[dict], index: int, *, axes=None, ops: tuple[s
     """What the epoch slider shows: softmax(α) heatmaps of record ``history[index]`` and its derived cells.
 
     Args:
-        history: records from :func:`search` (each with ``alpha_normal``, ``alpha_reduce``, ``epoch``).
+        history: records from :func:`search` (each with ``alpha_normal``, ``alpha_reduce``, ``epoch``, ``num_nodes``).
         index: position in ``history`` (negative counts from the end).
         axes: two matplotlib axes to draw the normal and reduction heatmaps into (``None``: no drawing).
         ops: the column names of α.
@@ -741,7 +813,7 @@ def alpha_epoch_view(history: list[dict], index: int, *, axes=None, ops: tuple[s
     if not -len(history) <= index < len(history):
         raise ValueError(f"index {index} is out of range for a history of {len(history)} epochs")
     record = history[index]
-    num_nodes = next(n for n in range(1, 64) if num_edges(n) >= record["alpha_normal"].shape[0])
+    num_nodes = record["num_nodes"]
     genotype = derive_genotype(record["alpha_normal"], record["alpha_reduce"], ops=ops, num_nodes=num_nodes)
     weights = {kind: F.softmax(record[f"alpha_{kind}"].double(), dim=-1) for kind in ("normal", "reduce")}
     if axes is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,6 +242,16 @@ class DeviceLoader:
         self.generator.set_state(state["generator"])
 
 
+def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """A short identity of a tensor dataset, to tell whether a checkpoint was made on the same data:
+    size, image shape, a CRC of the labels, and the float64 sum and sum of squares of the pixels
+    (computed where the tensors live; equal for the same subset on any device to ~12 digits)."""
+    x = images.detach().double()
+    return {"size": len(labels), "shape": list(images.shape[1:]),
+            "labels_crc": zlib.crc32(labels.detach().cpu().numpy().tobytes()),
+            "sum": f"{float(x.sum()):.10e}", "sum_sq": f"{float((x * x).sum()):.10e}"}
+
+
 @dataclass
 class Subsets:
     """Train / validation / test tensors on one device, ready for :class:`DeviceLoader`."""
@@ -251,6 +262,10 @@ class Subsets:
     valid_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+
+    def fingerprint(self) -> dict:
+        """:func:`fingerprint` of the training and validation halves (what a search depends on)."""
+        return {"train": fingerprint(self.train_x, self.train_y), "valid": fingerprint(self.valid_x, self.valid_y)}
 
 
 def make_subsets(data: CIFAR10, *, train_size: int, test_size: int | None = None, image_size: int = 32,

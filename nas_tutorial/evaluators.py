@@ -5,16 +5,12 @@ has the same inner step: *given a list of candidates, return one fitness per can
 module is that step, behind one small interface, so a search written against :class:`Evaluator`
 runs unchanged on a laptop, on all its cores, or on a cluster.
 
-==============  ===========================================================================
-name            meaning
-==============  ===========================================================================
-candidate       any picklable object whose ``str()`` is its code (e.g. a Genetic-CNN genome)
-fitness_fn      a *top-level* (picklable) callable ``fitness_fn(candidate) -> float | dict``;
-                a dict must hold ``"fitness"``, its other entries are kept in ``info``
-EvalResult      one candidate's outcome: ``fitness`` or ``error`` (the traceback text), never both
-on_result       optional callback ``on_result(index, result)``, called as each result arrives,
-                so a search can checkpoint after every finished candidate
-==============  ===========================================================================
+| name | what it is |
+| --- | --- |
+| candidate | any picklable object whose ``str()`` is its code (e.g. a Genetic-CNN genome, or a :class:`Trial`) |
+| ``fitness_fn`` | a top-level (picklable) callable returning a float, or a dict with ``"fitness"`` and extras |
+| :class:`EvalResult` | one candidate's outcome: ``fitness`` or ``error`` (the traceback text), never both |
+| ``on_result`` | optional ``on_result(index, result)``, called as each result arrives (to checkpoint) |
 
 Three implementations:
 
@@ -30,15 +26,21 @@ A failing candidate (an exception in the fitness function, or a worker that dies
 
 Data travel as arguments: the fitness function is a picklable object that holds a data-root
 *path* (workers read the CIFAR-10 subset themselves, once per process) or small tensors.
+:class:`TrainFromScratch` is that object for every method that trains candidates from scratch
+(Genetic CNN, PNAS, NAO): a network builder, the data settings and the training recipe; each
+candidate's training seed is fixed by the run seed and its code (:func:`training_seed`), so a run
+repeats exactly whichever evaluator trains it and in whichever order.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import time
 import traceback
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Callable, Sequence
 
 OnResult = Callable[[int, "EvalResult"], None]
@@ -270,6 +272,110 @@ def make_evaluator(kind: str, fitness_fn: Callable[[Any], Any], **kwargs) -> Eva
     if kind not in kinds:
         raise ValueError(f"evaluator kind must be one of {sorted(kinds)}, got {kind!r}")
     return kinds[kind](fitness_fn, **kwargs)
+
+
+# -- training candidates from scratch ---------------------------------------------------------------
+def training_seed(seed: int, code: str, repeat: int = 0) -> int:
+    """The seed a candidate is trained with: fixed by the run seed, its code and the repeat number
+    (not by the worker or the order of evaluation)."""
+    return zlib.crc32(f"{seed}:{code}:{repeat}".encode())
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What a search sends to an evaluator when a candidate may be trained more than once: the
+    candidate and which training of it this is (``repeat``, which changes its training seed)."""
+
+    candidate: Any
+    repeat: int = 0
+
+    def __str__(self) -> str:
+        return str(self.candidate)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_subsets(data_root: str, train_size: int, image_size: int, data_seed: int):
+    # One read per process (workers call this too): CPU tensors, moved to the device per evaluation.
+    from .data import load_cifar10, make_subsets
+
+    data = load_cifar10(data_root, download=False)
+    s = make_subsets(data, train_size=train_size, test_size=10, image_size=image_size, seed=data_seed)
+    return s.train_x, s.train_y, s.valid_x, s.valid_y
+
+
+@dataclass(frozen=True)
+class TrainFromScratch:
+    r"""Fitness of a candidate: its validation accuracy after training ``build(candidate)`` from scratch
+    for ``epochs`` epochs on the training half of ``train_size`` class-balanced CIFAR-10 images, scored
+    on the other half.
+
+    A picklable value (``build`` must be picklable too: a top-level function or class, or a
+    ``functools.partial`` of one): workers receive it and read the data themselves from
+    ``data_root``, once per process. Called with a candidate or a :class:`Trial`; returns a dict
+    with ``"fitness"``, ``"valid_loss"``, ``"train_acc"`` and ``"params"``. ``torch_threads`` (if
+    set) limits torch's CPU threads during the call: on a small, busy CPU one thread per evaluation
+    is steadier than several fighting for the cores.
+    """
+
+    build: Callable[[Any], Any]
+    data_root: str
+    train_size: int = 400
+    image_size: int = 16
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.05
+    seed: int = 0
+    data_seed: int = 0
+    device: str = "cpu"
+    torch_threads: int | None = None
+
+    def settings(self) -> dict:
+        """What the fitness values depend on (a checkpoint records it): every field but the device and
+        the thread count."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("device", "torch_threads")}
+
+    def __call__(self, candidate: Any) -> dict:
+        import torch
+
+        from .data import DeviceLoader
+        from .training import fit
+        from .utils import count_parameters
+
+        repeat = candidate.repeat if isinstance(candidate, Trial) else 0
+        candidate = candidate.candidate if isinstance(candidate, Trial) else candidate
+        train_x, train_y, valid_x, valid_y = _cached_subsets(str(self.data_root), self.train_size, self.image_size,
+                                                             self.data_seed)
+        device = torch.device(self.device)
+        seed = training_seed(self.seed, str(candidate), repeat)
+        threads = torch.get_num_threads()
+        try:
+            if self.torch_threads is not None:
+                torch.set_num_threads(self.torch_threads)
+            with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+                torch.manual_seed(seed)
+                model = self.build(candidate).to(device)
+                loader = DeviceLoader(train_x.to(device), train_y.to(device), self.batch_size, seed=seed)
+                history = fit(model, loader, (valid_x.to(device), valid_y.to(device)), epochs=self.epochs,
+                              lr=self.lr, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+        last = history[-1]
+        return {"fitness": last["valid_acc"], "valid_loss": last["valid_loss"], "train_acc": last["train_acc"],
+                "params": count_parameters(model)}
+
+
+def describe_fitness(fitness_fn: Callable[[Any], Any]) -> dict:
+    """Plain data naming a fitness function and its settings (what a population search's checkpoint
+    compares on resume): its ``settings()`` if it has one, a dataclass's fields, or its name."""
+    from .search import plain
+
+    kind = getattr(fitness_fn, "__qualname__", None) or type(fitness_fn).__qualname__
+    name = f"{getattr(fitness_fn, '__module__', type(fitness_fn).__module__)}.{kind}"
+    if hasattr(fitness_fn, "settings"):
+        return {"type": name, **plain(fitness_fn.settings())}
+    if is_dataclass(fitness_fn):
+        return {"type": name, **plain(fitness_fn)}
+    return {"type": name}
 
 
 # -- toy fitness functions: instant, for demos and for testing the evaluators -----------------------

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import DeviceLoader
+from .data import DeviceLoader, fingerprint
+from .search import Checkpoint, progress_bar
 from .utils import autocast
 
 
@@ -51,6 +51,9 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.O
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
              amp: bool = True) -> dict:
     """Loss and accuracy of ``model`` on a tensor dataset, in eval mode."""
+    if len(images) == 0 or len(images) != len(labels):
+        raise ValueError(f"evaluate needs a non-empty set of images with one label each, got {len(images)} images "
+                         f"and {len(labels)} labels")
     model.eval()
     total_loss = torch.zeros((), device=images.device)
     correct = torch.zeros((), device=images.device, dtype=torch.long)
@@ -63,23 +66,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     return {"loss": total_loss.item() / len(images), "acc": correct.item() / len(images)}
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` atomically (to a temporary file, then rename), so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike, *, map_location=None) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
-
-
 def fit(model: nn.Module, train_loader: DeviceLoader, valid: tuple[torch.Tensor, torch.Tensor], *,
         epochs: int, lr: float = 0.025, momentum: float = 0.9, weight_decay: float = 3e-4,
         aux_weight: float = 0.0, grad_clip: float | None = 5.0, amp: bool = True,
@@ -87,26 +73,35 @@ def fit(model: nn.Module, train_loader: DeviceLoader, valid: tuple[torch.Tensor,
         epoch_hook: Callable[[nn.Module, int, int], None] | None = None) -> list[dict]:
     """Train with SGD + cosine schedule (the cell papers' recipe); return one record per epoch.
 
-    With ``checkpoint`` set, state is saved after every epoch and a run that finds the file
-    resumes after its last finished epoch, ending with exactly the numbers of an uninterrupted run.
-    ``epoch_hook(model, epoch, epochs)`` runs before each epoch (e.g. to set a drop-path rate).
+    With ``checkpoint`` set, state is saved after every epoch (:class:`~nas_tutorial.search.Checkpoint`)
+    and a run that finds the file resumes after its last finished epoch, ending with exactly the
+    numbers of an uninterrupted run. A checkpoint of a run with other settings (another number of
+    epochs: the cosine schedule depends on it; another learning rate; other data) is refused with
+    the differing fields named. ``epoch_hook(model, epoch, epochs)`` runs before each epoch (e.g. to
+    set a drop-path rate).
     """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     history: list[dict] = []
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=next(model.parameters()).device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        train_loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["torch_rng"])
-        history = state["history"]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(len(history), epochs), total=epochs, initial=len(history), disable=not progress,
-               desc="train", leave=False)
-    for epoch in bar:
+    store = None
+    if checkpoint is not None:
+        settings = {"epochs": epochs, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                    "aux_weight": aux_weight, "grad_clip": grad_clip, "amp": amp,
+                    "batch_size": train_loader.batch_size}
+        context = {"train": fingerprint(train_loader.images, train_loader.labels), "valid": fingerprint(*valid)}
+        store = Checkpoint(checkpoint, method="fit", config=settings, context=context)
+        state = store.load()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            train_loader.load_state_dict(state["loader"])
+            torch.set_rng_state(state["torch_rng"])
+            history = state["history"]
+    bar = progress_bar(total=epochs, initial=len(history), desc="train", enabled=progress)
+    for epoch in range(len(history), epochs):
         if epoch_hook is not None:
             epoch_hook(model, epoch, epochs)
         start = time.perf_counter()
@@ -116,13 +111,12 @@ def fit(model: nn.Module, train_loader: DeviceLoader, valid: tuple[torch.Tensor,
         record = {"epoch": epoch + 1, "train_loss": train["loss"], "train_acc": train["acc"],
                   "valid_loss": val["loss"], "valid_acc": val["acc"], "seconds": time.perf_counter() - start}
         history.append(record)
-        bar.set_postfix(loss=f"{train['loss']:.3f}", val_acc=f"{val['acc']:.3f}")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "loader": train_loader.state_dict(),
-                "torch_rng": torch.get_rng_state(), "history": history,
-            })
+        bar.set_postfix_str(f"loss {train['loss']:.3f} val_acc {val['acc']:.3f}", refresh=False)
+        bar.update(1)
+        if store is not None:
+            store.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "loader": train_loader.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "history": history})
     bar.close()
     return history
 

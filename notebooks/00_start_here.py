@@ -1,13 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 00 · Start here: a tour of `nas_tutorial`
 #
@@ -52,7 +42,7 @@ import torch
 from nas_tutorial import data, drawing, genotypes, ops, training, utils
 
 device = utils.pick_device()  # CUDA, then Apple MPS, then CPU
-utils.seed_everything(SEED)
+generator = utils.seed_everything(SEED)  # seeds Python, NumPy and torch; returns a seeded CPU generator
 
 # %% [markdown]
 # ## 1. Real CIFAR-10

@@ -1,13 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # DARTS: differentiable architecture search
 #
@@ -142,7 +132,7 @@ torch.testing.assert_close(mixed(x, weights), by_hand)
 
 supernet = darts.SearchNetwork(CHANNELS, 10, LAYERS)
 print("alpha parameters:", [tuple(a.shape) for a in supernet.arch_parameters()])
-print("in state_dict:", [k for k in supernet.state_dict() if k.startswith("alpha")])
+print("in state_dict:", [k for k in supernet.state_dict() if k in supernet.named_arch_parameters()])
 print(f"supernet weights w: {count_parameters(supernet) - 2 * 14 * 8:,} parameters")
 
 # %% [markdown]
@@ -256,8 +246,8 @@ def finite_difference_errors(model, scales):
     """Relative error of Eq. 7 with the finite difference of Eq. 8, against exact autograd."""
     arch = darts.Architect(model, torch.optim.SGD(model.weight_parameters(), lr=xi), order=2, include_momentum=False)
     Lt, Lv = arch.loss_fn(*train_batch), arch.loss_fn(*valid_batch)
-    w_m = dict(model.named_weight_parameters())
-    a_m = {n: p for n, p in model.named_parameters() if n.startswith("alpha_")}
+    w_m = model.named_weight_parameters()
+    a_m = model.named_arch_parameters()
     reference = darts.architecture_gradient(Lt, Lv, w_m, a_m, xi=xi, method="exact").grads
     w1 = darts.virtual_step(Lt, w_m, a_m, xi)
     g = torch.autograd.grad(Lv(w1, a_m), list(a_m.values()) + list(w1.values()))
@@ -315,8 +305,8 @@ assert smooth_errors[1e-4] < smooth_errors[1e-1]  # smooth network: the error sh
 
 # %%
 def darts_hypergradient(model, train, valid, xi, eps_scale=0.01):
-    alpha = {n: p for n, p in model.named_parameters() if n.startswith("alpha_")}
-    w = {n: p for n, p in model.named_parameters() if not n.startswith("alpha_")}
+    alpha = model.named_arch_parameters()  # {"alpha_normal": (14, 8), "alpha_reduce": (14, 8)}
+    w = model.named_weight_parameters()  # every other parameter
 
     def loss(weights, x, y):
         return F.cross_entropy(functional_call(model, {**weights, **alpha}, (x,)), y)
@@ -397,14 +387,18 @@ plt.show()
 # %% [markdown]
 # ## 5. A real search on a CIFAR-10 subset
 #
-# `darts.search` runs Algorithm 1 with the paper's optimisers: SGD with momentum 0.9 and weight
-# decay $3 \times 10^{-4}$ for $w$ (learning rate 0.025, cosine schedule), Adam with betas
+# `darts.DartsSearch` runs Algorithm 1 with the paper's optimisers: SGD with momentum 0.9 and
+# weight decay $3 \times 10^{-4}$ for $w$ (learning rate 0.025, cosine schedule), Adam with betas
 # (0.5, 0.999) and weight decay $10^{-3}$ for $\alpha$, on class-balanced training and validation
-# halves. It returns one record per epoch with $\alpha$, the derived genotype, losses and
-# accuracies; with a `checkpoint` path it resumes an interrupted search exactly. Where the
-# defaults follow the authors' code rather than the paper (the learning-rate floor 0.001, gradient
-# clipping at 5, momentum and weight decay inside the virtual step), `darts.SearchConfig` says so.
-# This run is first order (DARTS V1): the cheap variant.
+# halves. Every method of this tutorial searches the same way (`nas_tutorial/search.py`): a
+# frozen config (`darts.DartsConfig()` is the paper's setting), the data, and one record per step
+# (here an epoch) holding the common keys `step`, `seconds`, `best_arch` (the genotype $\alpha$
+# derives) and `best_score` (the supernet's validation accuracy) beside DARTS's own: $\alpha$,
+# losses, accuracies. With a `checkpoint` path a stopped search resumes exactly, and a checkpoint
+# of other settings or other data is refused. Where the defaults follow the authors' code rather
+# than the paper (the learning-rate floor 0.001, gradient clipping at 5, momentum and weight
+# decay inside the virtual step), `darts.DartsConfig` says so. This run is first order
+# (DARTS V1): the cheap variant.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -412,12 +406,12 @@ import time
 subsets = make_subsets(cifar, train_size=min(TRAIN_SIZE, len(cifar.train_labels)), test_size=500,
                        image_size=IMAGE_SIZE, device=device, seed=SEED)
 seed_everything(SEED)
-supernet = darts.SearchNetwork(CHANNELS, 10, LAYERS).to(device)
-config = darts.SearchConfig(epochs=SEARCH_EPOCHS, batch_size=BATCH_SIZE, arch_lr=ARCH_LR, order=1,
-                            steps_per_epoch=STEPS_PER_EPOCH, augment=Augment(crop_padding=IMAGE_SIZE // 8),
-                            seed=SEED)
+config = darts.DartsConfig(channels=CHANNELS, layers=LAYERS, epochs=SEARCH_EPOCHS, batch_size=BATCH_SIZE,
+                           arch_lr=ARCH_LR, order=1, steps_per_epoch=STEPS_PER_EPOCH,
+                           augment=Augment(crop_padding=IMAGE_SIZE // 8), seed=SEED)
+run = darts.DartsSearch(config, subsets)  # builds the supernet (run.model) on the data's device
 start = time.perf_counter()
-history = darts.search(supernet, subsets, config, progress=True)
+history = run.run(progress=True)
 print(f"search: {len(history)} epochs in {time.perf_counter() - start:.1f} s on {device.type}")
 for r in history:
     print(f"epoch {r['epoch']}: train loss {r['train_loss']:.3f}, train acc {r['train_acc']:.1%}, "
@@ -482,7 +476,8 @@ print(genotype)
 show(cell_graph(genotype, "normal"))
 
 # %%
-assert genotype == supernet.genotype() and genotype.num_nodes == 4
+assert genotype == run.model.genotype() and genotype.num_nodes == 4
+assert str(genotype) == history[-1]["best_arch"]
 assert all(op != "none" for op, _ in genotype.normal + genotype.reduce)
 
 # %% tags=["nbval-ignore-output"]
@@ -644,7 +639,7 @@ assert all(0 <= sum(op == "skip_connect" for op, _ in darts.derive_genotype(r["a
 #
 # ## Exercises
 #
-# 1. Run the real search with `order=2` (`darts.SearchConfig(order=2)`) and compare the derived
+# 1. Run the real search with `order=2` (`config.replace(order=2)`) and compare the derived
 #    cells and the time per epoch with first order.
 # 2. In the toy problem, find the values of $\xi$ for which the second-order iterates converge,
 #    and where they converge to; compare with $2 / (1 + 2\xi)$.

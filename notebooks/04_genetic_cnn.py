@@ -1,13 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Genetic CNN: a population of binary-coded networks
 #
@@ -19,8 +9,9 @@
 # let the better ones survive (selection), mix them (crossover) and perturb them (mutation). It is
 # the first population-based method of this tutorial, and its three pieces (encode, evaluate many
 # candidates, select) come back in PNAS, in SPOS's evolutionary search and in NAO. The code lives
-# in `nas_tutorial/genetic_cnn.py` (the method) and `nas_tutorial/evaluators.py` (evaluating a
-# population in-process, on a process pool or on a Ray cluster).
+# in `nas_tutorial/genetic_cnn_space.py` (the search space: codes, decoding, the network),
+# `nas_tutorial/genetic_cnn.py` (the genetic algorithm) and `nas_tutorial/evaluators.py`
+# (training candidates from scratch, in-process, on a process pool or on a Ray cluster).
 #
 # **Run time.** The parameters cell below has two sizes. Fast mode (`NAS_TUTORIAL_FAST=1`, what
 # the tests run) is a smoke run: it executed in about 20 s on the project's 2-core test machine,
@@ -35,12 +26,12 @@ import time
 FAST = os.environ.get("NAS_TUTORIAL_FAST", "0") == "1"
 
 if FAST:  # CPU laptop: the whole notebook in about a minute
-    NODES, CHANNELS = (3, 4), (8, 16)
+    STAGE_SIZES, CHANNELS = (3, 4), (8, 16)
     TRAIN_SIZE, IMAGE_SIZE, EPOCHS, BATCH_SIZE = 800, 16, 2, 32  # 400 training + 400 validation images
     POPULATION, GENERATIONS = 6, 2
     RETRAIN_EPOCHS, TEST_SIZE = 4, 500
 else:  # GPU: the paper's CIFAR-10 space (K = 3, 4, 5), a budget of at most 15 minutes
-    NODES, CHANNELS = (3, 4, 5), (8, 16, 32)
+    STAGE_SIZES, CHANNELS = (3, 4, 5), (8, 16, 32)
     TRAIN_SIZE, IMAGE_SIZE, EPOCHS, BATCH_SIZE = 9_000, 32, 5, 128  # 4,500 training + 4,500 validation
     POPULATION, GENERATIONS = 20, 10
     RETRAIN_EPOCHS, TEST_SIZE = 20, None  # None: the whole test set
@@ -48,8 +39,6 @@ SEED = 0
 USE_RAY = False  # set True to run the same search on Ray (see the end of the notebook)
 
 # %%
-import inspect
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,10 +46,12 @@ import torch
 from IPython.display import display
 
 from nas_tutorial import genetic_cnn as gc
+from nas_tutorial import genetic_cnn_space as space
 from nas_tutorial.data import DeviceLoader, default_data_root, load_cifar10, make_subsets
 from nas_tutorial.drawing import show
-from nas_tutorial.evaluators import InProcessEvaluator
-from nas_tutorial.genetic_cnn import GAConfig, Genome
+from nas_tutorial.evaluators import InProcessEvaluator, Trial
+from nas_tutorial.genetic_cnn import GAConfig
+from nas_tutorial.genetic_cnn_space import Genome
 from nas_tutorial.training import evaluate, fit
 from nas_tutorial.utils import pick_device, seed_everything
 
@@ -72,7 +63,7 @@ TORCH_THREADS = 1 if device.type == "cpu" else None
 if TORCH_THREADS:
     torch.set_num_threads(TORCH_THREADS)
 seed_everything(SEED)
-print("code length of this run:", gc.code_length(NODES), "bits")
+print("code length of this run:", space.code_length(STAGE_SIZES), "bits")
 
 # %% [markdown]
 # ## 1. The search space: stages coded by bits
@@ -95,16 +86,16 @@ print("code length of this run:", gc.code_length(NODES), "bits")
 
 # %%
 genome = Genome.parse("1-01|0-00-101")
-for s, stage in enumerate(gc.decode(genome)):
+for s, stage in enumerate(space.decode(genome)):
     print(f"stage {s + 1}: K={stage.num_nodes} bits={genome.stage_bits(s)} edges={stage.edges} "
           f"sources={stage.sources} sinks={stage.sinks} dropped={stage.dropped}")
 
 # %%
-show(gc.decode(genome)[1].graph("stage_2"))
+show(space.decode(genome)[1].graph("stage_2"))
 
 # %% [markdown]
 # Toggle the bits of a 5-node stage and watch the decoded graph (dropped nodes are dashed). Each
-# button is one bit, labelled with the edge it codes; the callback is `gc.stage_drawing`, a
+# button is one bit, labelled with the edge it codes; the callback is `space.stage_drawing`, a
 # tested library function.
 
 # %% tags=["nbval-ignore-output"]
@@ -120,7 +111,7 @@ def redraw(_=None):
     with drawing:
         drawing.clear_output(wait=True)
         print("code:", str(Genome((K_WIDGET,), bits)))
-        display(show(gc.stage_drawing(K_WIDGET, bits, name="stage")))
+        display(show(space.stage_drawing(K_WIDGET, bits, name="stage")))
 
 
 for b in buttons:
@@ -129,9 +120,9 @@ redraw()
 widgets.VBox([widgets.HBox(buttons[:5]), widgets.HBox(buttons[5:]), drawing])
 
 # %%
-assert [gc.bit_index(i, j) for i, j in pairs] == list(range(len(pairs)))
-assert gc.stage_drawing(5, [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]).source() == \
-    gc.decode(Genome.parse("1-01-000-0001"))[0].graph().source()
+assert [space.bit_index(i, j) for i, j in pairs] == list(range(len(pairs)))
+assert space.stage_drawing(5, [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]).source() == \
+    space.decode(Genome.parse("1-01-000-0001"))[0].graph().source()
 
 # %% [markdown]
 # ### Counting
@@ -140,25 +131,25 @@ assert gc.stage_drawing(5, [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]).source() == \
 # setting, three stages with 3, 4 and 5 nodes:
 
 # %%
-paper_nodes = (3, 4, 5)
-L = gc.code_length(paper_nodes)
-print(f"L = 3 + 6 + 10 = {L} bits, 2^L = {gc.search_space_size(paper_nodes):,} codes")
-assert L == 19 and gc.search_space_size(paper_nodes) == 524_288
+paper_sizes = (3, 4, 5)
+L = space.code_length(paper_sizes)
+print(f"L = 3 + 6 + 10 = {L} bits, 2^L = {space.search_space_size(paper_sizes):,} codes")
+assert L == 19 and space.search_space_size(paper_sizes) == 524_288
 
 # %% [markdown]
 # Several codes give the same network, because dropped nodes vanish and all nodes are the same
 # operation: `1-00`, `0-10` and `0-01` are all "input, two convolutions in a chain, output".
 # Enumerating every code of a stage and grouping codes by their network (the decoded graph up to
-# renaming the nodes, `gc.network_key`) counts the distinct networks:
+# renaming the nodes, `space.network_key`) counts the distinct networks:
 
 # %%
 print(" K   bits     codes  distinct networks")
 for k in (2, 3, 4, 5):
-    print(f"{k:2d} {gc.stage_code_length(k):5d} {2 ** gc.stage_code_length(k):9,d} {gc.count_distinct_stages(k):10d}")
-print(f"whole (3, 4, 5) space: {gc.count_distinct_networks(paper_nodes):,} distinct networks "
-      f"for {gc.search_space_size(paper_nodes):,} codes")
-assert len({gc.network_key(Genome.parse(c)) for c in ("1-00", "0-10", "0-01")}) == 1
-assert gc.count_distinct_networks(paper_nodes) == 6 * 31 * 302
+    print(f"{k:2d} {space.stage_code_length(k):5d} {2 ** space.stage_code_length(k):9,d} {space.count_distinct_stages(k):10d}")
+print(f"whole (3, 4, 5) space: {space.count_distinct_networks(paper_sizes):,} distinct networks "
+      f"for {space.search_space_size(paper_sizes):,} codes")
+assert len({space.network_key(Genome.parse(c)) for c in ("1-00", "0-10", "0-01")}) == 1
+assert space.count_distinct_networks(paper_sizes) == 6 * 31 * 302
 
 # %% [markdown]
 # ### The classic shapes are in the space
@@ -167,16 +158,16 @@ assert gc.count_distinct_networks(paper_nodes) == 6 * 31 * 302
 # connects every pair (each node reads the sum of all earlier ones, a summed DenseNet-like stage).
 
 # %%
-chain, dense = gc.chain_genome(paper_nodes), gc.all_ones_genome(paper_nodes)
+chain, dense = space.chain_genome(paper_sizes), space.all_ones_genome(paper_sizes)
 print("chain:   ", chain)
 print("all ones:", dense)
-assert all(st.edges == tuple((i, i + 1) for i in range(1, st.num_nodes)) for st in gc.decode(chain))
+assert all(st.edges == tuple((i, i + 1) for i in range(1, st.num_nodes)) for st in space.decode(chain))
 
 # %%
-show(gc.decode(chain)[2].graph("chain_stage_3"))
+show(space.decode(chain)[2].graph("chain_stage_3"))
 
 # %%
-show(gc.decode(dense)[2].graph("all_ones_stage_3"))
+show(space.decode(dense)[2].graph("all_ones_stage_3"))
 
 # %% [markdown]
 # ### Decoding from scratch
@@ -194,19 +185,19 @@ def decode_from_scratch(k, bits):
     return edges, sources, sinks, dropped
 
 
-for bits in gc.all_stage_codes(5):
-    st = gc.decode_stage(5, bits)
+for bits in space.all_stage_codes(5):
+    st = space.decode_stage(5, bits)
     assert decode_from_scratch(5, bits) == (list(st.edges), list(st.sources), list(st.sinks), list(st.dropped))
-print("from-scratch decoding agrees with gc.decode_stage on all", 2 ** 10, "codes")
+print("from-scratch decoding agrees with space.decode_stage on all", 2 ** 10, "codes")
 
 # %% [markdown]
-# The network of a genome (`gc.GeneticCNN`) stacks the decoded stages with 2x2 max pooling
+# The network of a genome (`space.GeneticCNN`) stacks the decoded stages with 2x2 max pooling
 # between them and ends with global average pooling and a linear classifier:
 
 # %%
-model = gc.GeneticCNN(chain, (8, 16, 32))
+model = space.GeneticCNN(chain, (8, 16, 32))
 print(model.stages[0])
-print("convolutions per stage:", [st.num_convolutions() for st in gc.decode(chain)])
+print("convolutions per stage:", [st.num_convolutions() for st in space.decode(chain)])
 assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 # %% [markdown]
@@ -223,14 +214,17 @@ assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 # * **Mutation**: every individual that did not cross over is, with probability $p_M$,
 #   mutated by flipping each bit with probability $q_M$.
 #
-# The paper's values are $N=20$, $T=50$, $p_C=q_C=0.2$, $p_M=0.8$, $q_M=0.05$
-# (`GAConfig.paper()`); the fitness is the recognition accuracy on held-out validation data.
+# The paper's CIFAR-10 values are $N=20$, $T=50$, $p_C=q_C=0.2$, $p_M=0.8$, $q_M=0.05$ on stages
+# of 3, 4 and 5 nodes (`GAConfig.paper()`, which is also `GAConfig()`); the fitness is the
+# recognition accuracy on held-out validation data, and a network that appears again in a later
+# generation is trained again and its accuracies averaged.
 
 # %%
 paper = GAConfig.paper()
 print(paper)
-assert (paper.population_size, paper.p_C, paper.q_C, paper.p_M, paper.q_M) == (20, 0.2, 0.2, 0.8, 0.05)
-assert inspect.signature(gc.GeneticSearch.run).parameters["generations"].default == 50  # T
+assert (paper.population_size, paper.generations, paper.p_C, paper.q_C, paper.p_M, paper.q_M) == \
+    (20, 50, 0.2, 0.2, 0.8, 0.05)
+assert paper.stage_sizes == (3, 4, 5) and paper.reevaluate and paper == GAConfig()
 
 # %% [markdown]
 # **Roulette from scratch**, checked against the library, then 10,000 seeded draws:
@@ -260,14 +254,15 @@ plt.show()
 # **Stage crossover** (the paper's), on two 3-stage individuals: each stage is swapped whole.
 
 # %%
-a, b = gc.all_ones_genome(paper_nodes), Genome(paper_nodes, (0,) * 19)
+a, b = space.all_ones_genome(paper_sizes), Genome(paper_sizes, (0,) * 19)
 c, d = gc.stage_crossover(a, b, np.random.default_rng(3), q_C=0.5)
 print("parents: ", a, "  ", b)
 print("children:", c, "  ", d)
 assert all(c.stage_bits(s) in (a.stage_bits(s), b.stage_bits(s)) for s in range(3))
 
 # %% [markdown]
-# **Interval crossover** (the seed text's variant): it swaps the bits between two random
+# **Interval crossover** (two-point crossover of the textbook simple GA, which the seed text
+# describes): it swaps the bits between two random
 # positions, which can cut a stage in two (below, a child's stage mixes bits of both parents).
 
 # %%
@@ -290,10 +285,10 @@ for _ in range(3):
 # %% [markdown]
 # ### Paper and seed text: what differs
 #
-# The seed text this tutorial grew from (`seed_notes.md`, section GENet) describes the method
-# slightly differently; the library offers both, and defaults to the paper:
+# The seed text this tutorial grew from (its Genetic CNN section) describes a textbook simple GA
+# rather than the paper's operators; the library offers both, and defaults to the paper:
 #
-# | | paper (`GAConfig.paper()`) | seed text (`GAConfig.seed_text()`) |
+# | | paper (`GAConfig.paper()`) | simple GA, as in the seed text (`GAConfig.simple_ga()`) |
 # |---|---|---|
 # | crossover | swap whole stages: pair prob. $p_C=0.2$, stage prob. $q_C=0.2$ | swap one random interval of bits, pair prob. 0.4 |
 # | mutation | non-crossover individuals, $p_M=0.8$, $q_M=0.05$ | every individual, 0.8 and 0.05 |
@@ -303,13 +298,14 @@ for _ in range(3):
 #
 # Measuring fitness on the test set, as the seed text says, would select architectures on the
 # data used to report their accuracy; here fitness is always validation accuracy and the test
-# subset is used once, at the end. Repeated codes: by default we look an already trained network
-# up instead of training it again (`GAConfig(reevaluate=True)` restores the paper's averaging).
+# subset is used once, at the end. Repeated codes: the paper trains them again and averages
+# (`reevaluate=True`, the default); the fast setting (`GAConfig.fast()`) looks an already trained
+# network up instead, to save time.
 
 # %%
-seed_cfg = GAConfig.seed_text()
-print(seed_cfg)
-assert (seed_cfg.p_C, seed_cfg.p_M, seed_cfg.q_M, seed_cfg.crossover) == (0.4, 0.8, 0.05, "interval")
+simple = GAConfig.simple_ga()
+print(simple)
+assert (simple.p_C, simple.p_M, simple.q_M, simple.crossover) == (0.4, 0.8, 0.05, "interval")
 
 # %% [markdown]
 # ### Mutation keeps a population diverse
@@ -325,8 +321,8 @@ def show_diversity(p_M=0.8, q_M=0.05):
         print(f"{key:>17}: {value:.3f}" if isinstance(value, float) else f"{key:>17}: {value}")
 
 
-widgets.interact(show_diversity, p_M=widgets.FloatSlider(value=0.8, min=0, max=1, step=0.05),
-                 q_M=widgets.FloatSlider(value=0.05, min=0, max=0.5, step=0.01, readout_format=".2f"))
+diversity = widgets.interact(show_diversity, p_M=widgets.FloatSlider(value=0.8, min=0, max=1, step=0.05),
+                             q_M=widgets.FloatSlider(value=0.05, min=0, max=0.5, step=0.01, readout_format=".2f"))
 
 # %%
 print(" p_M   q_M  unique codes  unique networks  mean Hamming")
@@ -338,40 +334,36 @@ assert gc.mutation_diversity(chain, population_size=20, p_M=0.0, q_M=0.05)["uniq
 # %% [markdown]
 # ## 3. The search on a CIFAR-10 subset
 #
-# Fitness (`gc.TrainingFitness`): train the network from scratch on half of a class-balanced
+# Fitness (`gc.training_fitness`, an `evaluators.TrainFromScratch` that builds `space.GeneticCNN`):
+# train the network from scratch on half of a class-balanced
 # subset of the CIFAR-10 training images and score it on the other half (the validation split).
 # The fitness object holds the data root, not the data, so any evaluator's workers can read the
 # subset themselves. Each individual's training seed is fixed by the run seed and its code, so a
 # run repeats exactly, whichever evaluator and in whichever order the individuals are trained.
-# Networks already trained in this run are looked up, not trained again.
+# The search follows the pattern of every method here (`nas_tutorial/search.py`): a config, the
+# data (for a population method, the evaluator that scores candidates), one record per step (a
+# generation) with the common keys `step`, `seconds`, `best_arch`, `best_score`, a text progress
+# bar and an optional checkpoint. In this fast setting, networks already trained in this run are
+# looked up, not trained again.
 
 # %%
-fitness_fn = gc.TrainingFitness(DATA_ROOT, train_size=TRAIN_SIZE, image_size=IMAGE_SIZE, channels=CHANNELS,
-                                epochs=EPOCHS, batch_size=BATCH_SIZE, lr=0.05, seed=SEED, device=str(device),
-                                torch_threads=TORCH_THREADS)
-config = GAConfig.paper(population_size=POPULATION)
-search = gc.GeneticSearch(NODES, InProcessEvaluator(fitness_fn), config, seed=SEED)
-print(f"N={POPULATION}, T={GENERATIONS}, nodes={NODES}, channels={CHANNELS}, "
+fitness_fn = gc.training_fitness(DATA_ROOT, channels=CHANNELS, train_size=TRAIN_SIZE, image_size=IMAGE_SIZE,
+                                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=0.05, seed=SEED, device=str(device),
+                                 torch_threads=TORCH_THREADS)
+# the paper's operators; each network trained once (reevaluate=False), to fit the budget
+config = GAConfig(stage_sizes=STAGE_SIZES, population_size=POPULATION, generations=GENERATIONS, reevaluate=False,
+                  seed=SEED)
+search = gc.GeneticSearch(config, InProcessEvaluator(fitness_fn))
+print(f"N={POPULATION}, T={GENERATIONS}, stage sizes {STAGE_SIZES}, channels={CHANNELS}, "
       f"{TRAIN_SIZE // 2} training + {TRAIN_SIZE // 2} validation images of {IMAGE_SIZE}x{IMAGE_SIZE}")
 
 # %% tags=["nbval-ignore-output"]
-from tqdm.auto import tqdm
-
-bar = tqdm(total=GENERATIONS + 1, desc="generations")
-
-
-def on_generation(record):
-    bar.update(1)
-    bar.set_postfix(best=f"{record['best_fitness']:.3f}", mean=f"{record['mean_fitness']:.3f}")
-
-
 t0 = time.perf_counter()
-records = search.run(GENERATIONS, on_generation=on_generation)
-bar.close()
+records = search.run(progress=True)
 search_seconds = time.perf_counter() - t0
 for r in records:
-    print(f"generation {r['generation']}: best {r['best_fitness']:.3f} mean {r['mean_fitness']:.3f} "
-          f"new trainings {r['new_evaluations']} distinct networks {r['unique_networks']}  {r['best_code']}")
+    print(f"generation {r['generation']}: best {r['best_score']:.3f} mean {r['mean_fitness']:.3f} "
+          f"new trainings {r['new_evaluations']} distinct networks {r['unique_networks']}  {r['best_arch']}")
 print(f"{search.trainings} trainings in {search_seconds:.0f} s")
 
 # %%
@@ -389,7 +381,7 @@ for r in records:
     scores = [ind["fitness"] for ind in r["individuals"] if ind["fitness"] is not None]
     ax.scatter([r["generation"]] * len(scores), scores, s=14, color="#1f77b4", alpha=0.5)
 gens = [r["generation"] for r in records]
-ax.plot(gens, [r["best_fitness"] for r in records], marker="o", color="#d62728", label="best")
+ax.plot(gens, [r["best_score"] for r in records], marker="o", color="#d62728", label="best")
 ax.plot(gens, [r["mean_fitness"] for r in records], marker="s", color="#2ca02c", label="mean")
 ax.set_xlabel("generation")
 ax.set_ylabel("validation accuracy")
@@ -399,7 +391,7 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-assert all(r["best_fitness"] >= r["mean_fitness"] for r in records)
+assert all(r["best_score"] >= r["mean_fitness"] for r in records)
 
 # %% [markdown]
 # ## 4. The best network
@@ -409,12 +401,12 @@ assert all(r["best_fitness"] >= r["mean_fitness"] for r in records)
 # %% tags=["nbval-ignore-output"]
 best, best_fitness = search.best()
 print(f"best code {best}  validation accuracy during the search {best_fitness:.3f}")
-for s, st in enumerate(gc.decode(best)[:-1]):
+for s, st in enumerate(space.decode(best)[:-1]):
     display(show(st.graph(f"best_stage_{s + 1}")))
-show(gc.decode(best)[-1].graph(f"best_stage_{best.num_stages}"))
+show(space.decode(best)[-1].graph(f"best_stage_{best.num_stages}"))
 
 # %%
-assert best.nodes == NODES and best_fitness == max(r["best_fitness"] for r in records)
+assert best.stage_sizes == STAGE_SIZES and best_fitness == max(r["best_score"] for r in records)
 
 # %% [markdown]
 # Retrained a little longer from scratch on the training split, and scored once on the test
@@ -425,7 +417,7 @@ data = load_cifar10(DATA_ROOT)
 subsets = make_subsets(data, train_size=TRAIN_SIZE, test_size=TEST_SIZE, image_size=IMAGE_SIZE, device=device,
                        seed=0)
 torch.manual_seed(SEED)
-final = gc.GeneticCNN(best, CHANNELS).to(device)
+final = space.GeneticCNN(best, CHANNELS).to(device)
 loader = DeviceLoader(subsets.train_x, subsets.train_y, BATCH_SIZE, seed=SEED)
 history = fit(final, loader, (subsets.valid_x, subsets.valid_y), epochs=RETRAIN_EPOCHS, lr=0.05, progress=False)
 test = evaluate(final, subsets.test_x, subsets.test_y)
@@ -445,17 +437,18 @@ assert len(history) == RETRAIN_EPOCHS and 0.0 <= test["acc"] <= 1.0
 # from nas_tutorial.evaluators import ProcessPoolEvaluator, RayEvaluator
 #
 # with ProcessPoolEvaluator(fitness_fn, workers=2) as ev:  # all cores of this machine
-#     records = gc.run_ga(NODES, ev, generations=GENERATIONS, config=config, seed=SEED)
+#     records = gc.search(config, ev)
 #
 # # pip install "nas_tutorial[ray]"; on the cluster: `ray start --head`, then `ray start --address=...`
 # with RayEvaluator(fitness_fn, address="auto", gpus_per_task=1) as ev:  # or num_cpus=... locally
-#     records = gc.run_ga(NODES, ev, generations=GENERATIONS, config=config, seed=SEED,
-#                         checkpoint="runs/genetic_cnn.json")
+#     records = gc.search(config, ev, checkpoint="runs/genetic_cnn.pt", progress=True)
 # ```
 #
 # On a cluster every node needs the package and the data root (`DATA_ROOT`) at the same path.
 # The `checkpoint` file is rewritten atomically after every finished evaluation: stop the run
-# and start the same call again, and it resumes without retraining anything. A failing worker
+# and start the same call again, and it resumes without retraining anything; a checkpoint written
+# with another config or another fitness (other epochs, other data size) is refused, naming the
+# differing fields. A failing worker
 # is reported in the record (`individual["error"]`) and counts as the worst individual; the
 # other results are kept. The cell below runs the search on a local Ray instance when
 # `USE_RAY = True` (off by default: starting Ray takes several seconds).
@@ -465,8 +458,8 @@ if USE_RAY:
     from nas_tutorial.evaluators import RayEvaluator
 
     with RayEvaluator(fitness_fn, num_cpus=os.cpu_count()) as ev:
-        ray_records = gc.run_ga(NODES, ev, generations=1, config=config, seed=SEED)
-    print("best on Ray after one generation:", ray_records[-1]["best_code"], ray_records[-1]["best_fitness"])
+        ray_records = gc.search(config.replace(generations=1), ev)
+    print("best on Ray after one generation:", ray_records[-1]["best_arch"], ray_records[-1]["best_score"])
 
 # %% [markdown]
 # ## 6. Pitfalls
@@ -476,7 +469,7 @@ if USE_RAY:
 # partly follows noise. Train the best network again with two other seeds:
 
 # %% tags=["nbval-ignore-output"]
-repeats = [fitness_fn(gc.Trial(best, repeat))["fitness"] for repeat in (1, 2)]
+repeats = [fitness_fn(Trial(best, repeat))["fitness"] for repeat in (1, 2)]
 print(f"search: {best_fitness:.3f}, two more trainings: {repeats[0]:.3f}, {repeats[1]:.3f}")
 
 # %%
@@ -484,7 +477,7 @@ assert all(0.0 <= v <= 1.0 for v in repeats)
 
 # %% [markdown]
 # Remedies: longer training (the default mode), larger validation sets, or the paper's choice of
-# training repeated codes again and averaging (`GAConfig(reevaluate=True)`).
+# training repeated codes again and averaging (`reevaluate=True`, the paper's default).
 #
 # **Loss of diversity.** Roulette selection copies good individuals, and with little mutation
 # the population collapses onto a few networks, after which crossover only recombines copies.
@@ -512,10 +505,10 @@ assert all(1 <= r["unique_networks"] <= POPULATION for r in records)
 #
 # ## 8. Exercises
 #
-# 1. Compare `GAConfig.paper()` and `GAConfig.seed_text()` over three seeds: which keeps more
+# 1. Compare the paper's operators and `GAConfig.simple_ga()` over three seeds: which keeps more
 #    distinct networks per generation?
-# 2. Turn on `GAConfig(reevaluate=True)` and measure how much the best fitness changes between
-#    generations compared to the default lookup.
+# 2. Turn on `reevaluate=True` (the paper's choice) and measure how much the best fitness changes
+#    between generations compared to the lookup of the run above.
 # 3. Add a fourth stage and count the distinct networks of the new space by enumeration.
 # 4. Write a tournament selection (`gc.roulette_select`'s signature) and compare its selection
 #    pressure with the roulette's.

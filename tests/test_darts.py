@@ -240,53 +240,80 @@ def subsets(cifar):
     return D.make_subsets(cifar, train_size=64, test_size=20, image_size=8, seed=0)
 
 
-def _search(subsets, *, order=1, checkpoint=None, stop_after=None, epochs=2):
-    model = darts.SearchNetwork(4, 10, 2)
-    config = darts.SearchConfig(epochs=epochs, batch_size=8, steps_per_epoch=2, order=order,
-                                arch_lr=0.05, augment=D.Augment(crop_padding=1), seed=3)
-    torch.manual_seed(0)
-    return model, darts.search(model, subsets, config, checkpoint=checkpoint, stop_after=stop_after)
+def _config(**changes):
+    settings = dict(channels=4, layers=2, epochs=2, batch_size=8, steps_per_epoch=2, order=1, arch_lr=0.05,
+                    augment=D.Augment(crop_padding=1), seed=3)
+    return darts.DartsConfig(**{**settings, **changes})
+
+
+def test_config_defaults_are_the_papers_search_and_bad_values_are_named():
+    c = darts.DartsConfig.paper()
+    assert c == darts.DartsConfig()
+    assert (c.channels, c.layers, c.epochs, c.batch_size, c.lr, c.arch_lr, c.arch_betas, c.order) == \
+        (16, 8, 50, 64, 0.025, 3e-4, (0.5, 0.999), 2)
+    assert darts.DartsConfig.fast().channels == 4
+    for changes, message in [(dict(channels=0), "'channels' must be a positive integer, got 0"),
+                             (dict(ops=("none",)), "'ops' must contain an operation other than 'none'"),
+                             (dict(ops=("conv_9x9",)), "unknown operation 'conv_9x9'"),
+                             (dict(order=3), "'order' must be 1 .* or 2"),
+                             (dict(method="hessian"), "'method' must be 'finite_difference' or 'exact'"),
+                             (dict(multiplier=5), "'multiplier' must be in 1..num_nodes=4")]:
+        with pytest.raises(ValueError, match=message):
+            darts.DartsConfig(**changes)
 
 
 def test_search_returns_records_and_moves_alpha(subsets):
-    model, records = _search(subsets, epochs=2)
-    assert [r["epoch"] for r in records] == [1, 2]
+    s = darts.DartsSearch(_config(), subsets)
+    records = s.run()
+    assert [r["epoch"] for r in records] == [1, 2] == [r["step"] for r in records]
     assert {"train_loss", "train_acc", "valid_loss", "valid_acc", "search_val_loss", "alpha_normal", "alpha_reduce",
-            "genotype", "lr", "xi", "seconds"} <= set(records[0])
+            "num_nodes", "lr", "xi", "seconds", "best_arch", "best_score"} <= set(records[0])
     assert records[0]["xi"] == 0.0 and records[0]["lr"] == pytest.approx(0.025)
     assert not torch.equal(records[-1]["alpha_reduce"], torch.zeros(14, 8))
-    torch.testing.assert_close(records[-1]["alpha_reduce"], model.alpha_reduce.detach())
-    assert records[-1]["genotype"] == str(model.genotype())
+    torch.testing.assert_close(records[-1]["alpha_reduce"], s.model.alpha_reduce.detach())
+    assert records[-1]["best_arch"] == str(s.model.genotype()) and records[-1]["best_score"] == records[-1]["valid_acc"]
     assert all(math.isfinite(r["train_loss"]) for r in records)
 
 
 def test_second_order_search_runs(subsets):
-    _, records = _search(subsets, order=2, epochs=1)
+    records = darts.search(_config(order=2, epochs=1), subsets)
     assert records[0]["xi"] == pytest.approx(0.025) and math.isfinite(records[0]["search_val_loss"])
 
 
 def test_exact_hypergradient_is_a_search_option(subsets):
-    model = darts.SearchNetwork(4, 10, 2)
-    config = darts.SearchConfig(epochs=1, batch_size=8, steps_per_epoch=1, order=2, method="exact", augment=None)
-    records = darts.search(model, subsets, config)
+    records = darts.search(_config(epochs=1, steps_per_epoch=1, order=2, method="exact", augment=None), subsets)
     assert math.isfinite(records[0]["search_val_loss"])
-    with pytest.raises(ValueError, match="method must be"):
-        darts.search(model, subsets, darts.SearchConfig(epochs=1, batch_size=8, method="hessian"))
 
 
 def test_search_checkpoint_resumes_to_the_same_result(subsets, tmp_path):
-    _, whole = _search(subsets, epochs=2)
+    whole = darts.search(_config(), subsets)
     path = tmp_path / "search.pt"
-    _, part = _search(subsets, epochs=2, checkpoint=path, stop_after=1)
-    assert len(part) == 1
-    model, resumed = _search(subsets, epochs=2, checkpoint=path)
+    assert len(darts.search(_config(), subsets, checkpoint=path, stop_after=1)) == 1
+    resumed = darts.search(_config(), subsets, checkpoint=path)
     assert len(resumed) == 2
     for a, b in zip(whole, resumed, strict=True):
         assert a["train_loss"] == b["train_loss"] and a["valid_acc"] == b["valid_acc"]
         assert torch.equal(a["alpha_normal"], b["alpha_normal"]) and torch.equal(a["alpha_reduce"], b["alpha_reduce"])
-    with pytest.raises(ValueError, match="different SearchConfig"):
-        model = darts.SearchNetwork(4, 10, 2)
-        darts.search(model, subsets, darts.SearchConfig(epochs=3, batch_size=8), checkpoint=path)
+    with pytest.raises(ValueError, match="config.epochs=2 \\(now 3\\)"):
+        darts.search(_config(epochs=3), subsets, checkpoint=path)
+
+
+def test_resume_on_other_data_is_refused(cifar, subsets, tmp_path):
+    path = tmp_path / "search.pt"
+    darts.search(_config(epochs=1), subsets, checkpoint=path)
+    other = D.make_subsets(cifar, train_size=64, test_size=20, image_size=8, seed=1)  # another draw
+    with pytest.raises(ValueError, match="context.data.train"):
+        darts.search(_config(epochs=1), other, checkpoint=path)
+
+
+def test_non_finite_alpha_stops_with_a_clear_error(subsets):
+    s = darts.DartsSearch(_config(epochs=1), subsets)
+    with torch.no_grad():
+        s.model.alpha_normal[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="epoch 1: the loss or alpha is not finite"):
+        s.run()
+    with pytest.raises(ValueError, match="alpha_normal has non-finite values"):
+        darts.derive_genotype(s.model.alpha_normal, s.model.alpha_reduce)
 
 
 # -- widget callback -----------------------------------------------------------------------------
@@ -295,8 +322,8 @@ def test_alpha_epoch_view_draws_heatmaps_and_derived_cells():
 
     alpha = torch.zeros(14, 8)
     alpha[:, _index("skip_connect")] = 1.0
-    history = [{"epoch": 1, "alpha_normal": torch.zeros(14, 8), "alpha_reduce": torch.zeros(14, 8)},
-               {"epoch": 2, "alpha_normal": alpha, "alpha_reduce": torch.zeros(14, 8)}]
+    history = [{"epoch": 1, "num_nodes": 4, "alpha_normal": torch.zeros(14, 8), "alpha_reduce": torch.zeros(14, 8)},
+               {"epoch": 2, "num_nodes": 4, "alpha_normal": alpha, "alpha_reduce": torch.zeros(14, 8)}]
     fig, axes = plt.subplots(1, 2)
     view = darts.alpha_epoch_view(history, 1, axes=axes)
     assert view["epoch"] == 2

@@ -21,8 +21,8 @@ EXPECTED = [ones_fraction(c) for c in CODES]
 
 
 def _tiny_fitness(data_root):
-    return gc.TrainingFitness(str(data_root), train_size=100, image_size=8, channels=(4, 4), epochs=1,
-                              batch_size=25, torch_threads=1)
+    return gc.training_fitness(str(data_root), channels=(4, 4), train_size=100, image_size=8, epochs=1,
+                               batch_size=25, torch_threads=1)
 
 
 def test_evaluate_one_wraps_values_dicts_and_errors():
@@ -73,7 +73,7 @@ def _check_parallel_evaluator(make, data_root):
         assert "simulated failure" in results[2].error
         # the workers read the CIFAR-10 subset themselves and train exactly as in this process
         assert [r.fitness for r in results] == [r.fitness for r in reference]
-        records = gc.run_ga((3, 4), ev, generations=1, config=gc.GAConfig(population_size=4), seed=0)
+        records = gc.search(gc.GAConfig.fast(population_size=4, generations=1), ev)
     assert len(records) == 2 and all(0.0 <= ind["fitness"] <= 1.0 for r in records for ind in r["individuals"]
                                      if ind["code"] != bad)
 

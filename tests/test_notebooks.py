@@ -1,13 +1,24 @@
 """Notebook hygiene (STYLE.md): executed in order, no widget state, python3 kernel, allowed tags,
-no trailing `;`, ignored outputs followed by asserts, and each notebook in sync with its text form."""
+no trailing `;`, ignored outputs followed by asserts, and each notebook in sync with its text form.
 
+Opening a notebook in JupyterLab and saving it must not change the repository: no timing metadata,
+the kernel name `make lab` registers, and both files byte for byte what JupyterLab writes."""
+
+import re
+import shutil
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: jupytext brings tomli
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 ALLOWED_TAGS = {"parameters", "nbval-ignore-output"}
 
 
@@ -37,7 +48,32 @@ def test_executed_in_order_with_outputs(nb):
 def test_metadata(nb):
     path, notebook = nb
     assert "widgets" not in notebook.metadata, f"{path.name}: stored widget state"
-    assert notebook.metadata.kernelspec.name == "python3"
+    # JupyterLab writes the running kernel's spec into the notebook: it must be the one `make lab` registers
+    name, display_name = re.search(r'ipykernel install .*--name (\S+) --display-name "([^"]+)"',
+                                   (ROOT / "Makefile").read_text()).groups()
+    assert notebook.metadata.kernelspec == {"display_name": display_name, "language": "python", "name": name}, (
+        f"{path.name}: kernelspec {dict(notebook.metadata.kernelspec)} is not the Makefile's: run `make notebooks`")
+    # `make lab` serves notebooks/, where JupyterLab's jupytext finds no configuration: the notebook carries it
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        assert notebook.metadata.jupytext == tomllib.load(f)["tool"]["jupytext"], "run `make notebooks`"
+
+
+def test_no_timing_metadata(nb):
+    path, notebook = nb
+    timed = [i for i, c in enumerate(notebook.cells) if {"execution", "ExecuteTime"} & set(c.metadata)]
+    assert not timed, f"{path.name} cells {timed}: timing metadata (it changes every run): run `make notebooks`"
+
+
+def test_open_and_save_in_jupyterlab_changes_nothing(nb, tmp_path):
+    """What JupyterLab's server does on open and Ctrl+S (jupytext's contents manager, nbformat)."""
+    path, _ = nb
+    pair = [path, path.with_suffix(".py")]
+    for p in pair:
+        shutil.copy2(p, tmp_path / p.name)  # keeps the times jupytext compares
+    contents = jupytext.TextFileContentsManager(root_dir=str(tmp_path))
+    contents.save({"type": "notebook", "content": contents.get(path.name)["content"]}, path.name)
+    for p in pair:
+        assert (tmp_path / p.name).read_bytes() == p.read_bytes(), f"JupyterLab rewrites {p.name}: run `make notebooks`"
 
 
 def test_cells(nb):
