@@ -17,6 +17,7 @@ import ast
 import itertools
 import json
 import math
+import numbers
 from dataclasses import dataclass
 
 from .ops import check_op_name
@@ -43,9 +44,9 @@ class Genotype:
             object.__setattr__(self, name, tuple(_as_edge(name, e) for e in edges))
         for name in ("normal_concat", "reduce_concat"):
             nodes = getattr(self, name)
-            if not hasattr(nodes, "__iter__"):
+            if isinstance(nodes, (str, bytes)) or not hasattr(nodes, "__iter__"):
                 raise ValueError(f"field {name!r} must be a list of node indices, got {nodes!r}")
-            object.__setattr__(self, name, tuple(nodes))
+            object.__setattr__(self, name, tuple(_as_index(n) for n in nodes))
         self.validate()
 
     # -- validation ------------------------------------------------------------------------
@@ -113,8 +114,8 @@ class Genotype:
         fields = {}
         for kw in tree.keywords:
             try:
-                fields[kw.arg] = ast.literal_eval(kw.value)
-            except ValueError:
+                fields[kw.arg] = _literal(kw.value)
+            except (ValueError, TypeError):
                 raise ValueError(f"field {kw.arg!r} must be a literal list, got {ast.unparse(kw.value)}") from None
         return cls.from_dict(fields)
 
@@ -142,10 +143,26 @@ class Genotype:
         return cls.from_dict(json.loads(text))
 
 
+def _as_index(value):
+    """A node index as a plain ``int`` (NumPy and torch integers too); anything else unchanged, for validate()."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0 and not value.dtype.is_floating_point:
+        return int(value.item())  # a 0-d integer torch tensor
+    return value
+
+
 def _as_edge(field: str, edge) -> Edge:
     if isinstance(edge, (list, tuple)) and len(edge) == 2 and isinstance(edge[0], str):
-        return (edge[0], edge[1])
+        return (edge[0], _as_index(edge[1]))
     raise ValueError(f"field {field!r}: each edge must be an (operation, input_node) pair, got {edge!r}")
+
+
+def _literal(node: ast.expr):
+    """A literal, or ``range(a, b)`` as the DARTS code's logs print ``normal_concat``."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range" and not node.keywords:
+        return list(range(*(ast.literal_eval(a) for a in node.args)))
+    return ast.literal_eval(node)
 
 
 # -- Published genotypes (Liu et al., 2019, Table 1; as released with the authors' code) --------

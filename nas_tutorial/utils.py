@@ -29,6 +29,21 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def parse_flag(value: str | None, name: str = "flag") -> bool:
+    """An on/off setting from text (an environment variable): ``1/true/yes/on`` or ``0/false/no/off``
+    (any case; unset or empty is off). Anything else is a ``ValueError`` naming ``name``.
+
+    The notebooks read ``NAS_TUTORIAL_FAST`` with it in their first cell; library functions never
+    read the environment, they take explicit arguments.
+    """
+    text = (value or "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same way.
 

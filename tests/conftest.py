@@ -13,14 +13,20 @@ import torch
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def write_fake_cifar(root: Path, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
-    """Write batches in the official python format (random pixels, balanced labels) under ``root``."""
+def write_fake_cifar(root: Path, n_train: int = 200, n_test: int = 50, seed: int = 0, *, train_batches: int = 1,
+                     official_labels: bool = False) -> Path:
+    """Write batches in the official python format (random pixels, balanced labels) under ``root``.
+
+    ``train_batches`` files ``data_batch_1`` ... of ``n_train`` images each; ``batch_label`` is the file
+    name, or with ``official_labels`` what CIFAR-10 writes ("training batch 1 of 5", "testing batch 1 of 1").
+    """
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, n in (("data_batch_1", n_train), ("test_batch", n_test)):
+    files = [(f"data_batch_{k}", n_train, f"training batch {k} of 5") for k in range(1, train_batches + 1)]
+    for name, n, official in [*files, ("test_batch", n_test, "testing batch 1 of 1")]:
         batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)],
-                 "batch_label": name, "filenames": [f"{i}.png" for i in range(n)]}
+                 "batch_label": official if official_labels else name, "filenames": [f"{i}.png" for i in range(n)]}
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
     with open(folder / "batches.meta", "wb") as f:

@@ -1,5 +1,11 @@
 import pickle
+import re
+import shutil
+import threading
+import time
+import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +17,9 @@ REAL = (SHARED / "cifar-10-batches-py" / "data_batch_1").exists()
 
 @pytest.mark.skipif(not REAL, reason="real CIFAR-10 subset not beside the repository")
 def test_real_batches_match_the_official_values():
-    data = D.load_cifar10(SHARED, download=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the real data loads cleanly: no duplicate warning
+        data = D.load_cifar10(SHARED, download=False)
     assert data.train_images.shape == (10_000, 3, 32, 32) and data.train_images.dtype == torch.uint8
     assert data.test_images.shape == (1_000, 3, 32, 32)
     # Check values from ../shared/data/README.md: first pixel and first ten labels of each batch.
@@ -134,3 +142,268 @@ def test_balanced_when_a_class_is_short():
     idx = D.balanced_indices(labels, 12, num_classes=3)
     assert torch.bincount(labels[idx], minlength=3).tolist() == [2, 5, 5]
     assert len(D.balanced_indices(labels, 22, num_classes=3)) == 22
+
+
+@pytest.mark.skipif(not REAL, reason="real CIFAR-10 subset not beside the repository")
+def test_real_batches_have_no_exact_copies_and_load_fast():
+    data = D.load_cifar10(SHARED, download=False)
+    train, test = data.train_images.numpy(), data.test_images.numpy()
+    assert D._copies_within(train) == 0 and D._copies_between(train, test) == 0
+    assert D._copies_within(np.concatenate([train[:100], train[:3]])) == 3  # the check does find copies
+    seconds = []
+    for _ in range(3):  # every notebook reads it: the checks must stay cheap (about 0.05 s here)
+        start = time.perf_counter()
+        D.load_cifar10(SHARED, download=False)
+        seconds.append(time.perf_counter() - start)
+    assert min(seconds) < 0.5, seconds
+
+
+# ---- bad input: each case writes a faulty folder under tmp_path, then loading it must fail clearly ----
+
+def _path(root, name):
+    return root / "cifar-10-batches-py" / name
+
+
+def _read(root, name):
+    with open(_path(root, name), "rb") as f:
+        return pickle.load(f)
+
+
+def _write(root, name, obj):
+    with open(_path(root, name), "wb") as f:
+        pickle.dump(obj, f)
+
+
+def _edit(root, name, **changes):
+    _write(root, name, {**_read(root, name), **changes})
+
+
+def labels_0_to_99(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", labels=[i % 100 for i in range(200)])
+
+
+def labels_1_to_10(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", labels=[i % 10 + 1 for i in range(200)])
+
+
+def labels_as_floats(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", labels=[float(i % 10) for i in range(200)])
+
+
+def labels_as_an_array(root):
+    write_fake_cifar(root)
+    _edit(root, "test_batch", labels=np.arange(50) % 10)
+
+
+def fewer_labels_than_images(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", labels=[0] * 150)
+
+
+def channels_last_pixels(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", data=_read(root, "data_batch_1")["data"].reshape(200, 32, 32, 3))
+
+
+def float_pixels_in_0_1(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", data=_read(root, "data_batch_1")["data"] / 255.0)
+
+
+def no_images(root):
+    write_fake_cifar(root)
+    _edit(root, "data_batch_1", data=np.zeros((0, 3072), np.uint8), labels=[])
+
+
+def truncated_file(root):
+    write_fake_cifar(root)
+    raw = _path(root, "data_batch_1").read_bytes()
+    _path(root, "data_batch_1").write_bytes(raw[: len(raw) // 2])
+
+
+def garbage_file(root):
+    write_fake_cifar(root)
+    _path(root, "test_batch").write_bytes(b"<html>404 Not Found</html>")
+
+
+def pickled_list(root):
+    write_fake_cifar(root)
+    _write(root, "data_batch_1", [1, 2, 3])
+
+
+def dict_without_data(root):
+    write_fake_cifar(root)
+    _write(root, "data_batch_1", {"labels": [0, 1]})
+
+
+def copy_of_test_batch_as_data_batch_2(root):
+    write_fake_cifar(root, official_labels=True)
+    shutil.copy(_path(root, "test_batch"), _path(root, "data_batch_2"))
+
+
+def training_batch_saved_as_test_batch(root):
+    write_fake_cifar(root, official_labels=True)
+    shutil.copy(_path(root, "data_batch_1"), _path(root, "test_batch"))
+
+
+def data_batch_1_copied_to_data_batch_2(root):
+    write_fake_cifar(root, official_labels=True)
+    shutil.copy(_path(root, "data_batch_1"), _path(root, "data_batch_2"))
+
+
+def copy_of_unlabelled_test_batch_as_data_batch_2(root):
+    write_fake_cifar(root)
+    _edit(root, "test_batch", batch_label="")
+    shutil.copy(_path(root, "test_batch"), _path(root, "data_batch_2"))
+
+
+def five_test_images_copied_from_training(root):
+    write_fake_cifar(root)
+    test = _read(root, "test_batch")
+    test["data"][10:15] = _read(root, "data_batch_1")["data"][:5]
+    _write(root, "test_batch", test)
+
+
+def only_a_stray_copy_of_data_batch_1(root):
+    write_fake_cifar(root)
+    _path(root, "data_batch_1").rename(_path(root, "data_batch_1.bak"))
+
+
+BAD_FOLDERS = [
+    (labels_0_to_99, ValueError, r"data_batch_1: labels must be in 0\.\.9 .*found labels from 0 to 99"),
+    (labels_1_to_10, ValueError, r"data_batch_1: labels must be in 0\.\.9 .*found labels from 1 to 10"),
+    (labels_as_floats, ValueError, r"data_batch_1: 'labels' must be a list of ints in 0\.\.9, found a list of float"),
+    (labels_as_an_array, ValueError, r"test_batch: 'labels' must be a list of ints .*found an array of int64"),
+    (fewer_labels_than_images, ValueError, r"data_batch_1: 200 images but 150 labels"),
+    (channels_last_pixels, ValueError,
+     r"data_batch_1: 'data' must be a uint8 array of shape \(N, 3072\).*found an array of uint8, "
+     r"shape \(200, 32, 32, 3\)"),
+    (float_pixels_in_0_1, ValueError, r"data_batch_1: 'data' must be a uint8 array .*found an array of float64"),
+    (no_images, ValueError, r"data_batch_1: 'data' must be .*N >= 1.*shape \(0, 3072\)"),
+    (truncated_file, ValueError, r"data_batch_1 cannot be read as a pickled CIFAR-10 batch \((EOFError|Unpickling)"),
+    (garbage_file, ValueError, r"test_batch cannot be read as a pickled CIFAR-10 batch .*copy it again"),
+    (pickled_list, ValueError, r"data_batch_1 is not a CIFAR-10 python batch: .*found a list of int"),
+    (dict_without_data, ValueError,
+     r"data_batch_1 is not a CIFAR-10 python batch: .*found a dict with keys \['labels'\]"),
+    (copy_of_test_batch_as_data_batch_2, ValueError,
+     r"data_batch_2 holds 'testing batch 1 of 1', but data_batch_2 must hold 'training batch 2 of \.\.\.'"),
+    (training_batch_saved_as_test_batch, ValueError,
+     r"test_batch holds 'training batch 1 of 5', but test_batch must hold 'testing batch \.\.\.'"),
+    (data_batch_1_copied_to_data_batch_2, ValueError, r"data_batch_2 holds 'training batch 1 of 5'"),
+    (copy_of_unlabelled_test_batch_as_data_batch_2, ValueError,
+     r"50 of the 50 test images in .*test_batch are exact copies of training images \(data_batch_1, data_batch_2\)"),
+    (five_test_images_copied_from_training, ValueError, r"5 of the 50 test images in .*test_batch are exact copies"),
+    (only_a_stray_copy_of_data_batch_1, FileNotFoundError, r"none of data_batch_1 \.\.\. data_batch_5"),
+]
+
+
+@pytest.mark.parametrize("write_bad, error, message", BAD_FOLDERS, ids=[case[0].__name__ for case in BAD_FOLDERS])
+def test_bad_folder_is_refused_with_a_clear_message(tmp_path, write_bad, error, message):
+    write_bad(tmp_path)
+    with pytest.raises(error, match=message):
+        D.load_cifar10(tmp_path, download=False)
+
+
+def test_stray_copy_beside_a_batch_is_ignored(tmp_path):
+    write_fake_cifar(tmp_path, n_train=30, n_test=20)
+    shutil.copy(_path(tmp_path, "data_batch_1"), _path(tmp_path, "data_batch_1.bak"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = D.load_cifar10(tmp_path, download=False)
+    assert len(data.train_labels) == 30
+
+
+def test_partial_folder_of_official_batches_loads_in_order(tmp_path):
+    write_fake_cifar(tmp_path, n_train=30, n_test=20, train_batches=3, official_labels=True)
+    _path(tmp_path, "data_batch_2").unlink()
+    third = _read(tmp_path, "data_batch_3")["data"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = D.load_cifar10(tmp_path, download=False)
+    assert len(data.train_labels) == 60 and len(data.test_labels) == 20
+    assert data.train_images[30].flatten().tolist() == third.tolist()  # data_batch_1, then data_batch_3
+
+
+def test_copies_within_the_training_set_warn_with_their_count(tmp_path):
+    write_fake_cifar(tmp_path, n_train=30, n_test=20)
+    batch = _read(tmp_path, "data_batch_1")
+    batch["data"][1:4] = batch["data"][0]
+    _write(tmp_path, "data_batch_1", batch)
+    with pytest.warns(UserWarning, match=r"3 of the 30 training images in .* are exact copies"):
+        data = D.load_cifar10(tmp_path, download=False)
+    assert len(data.train_labels) == 30
+
+
+def _error_within(seconds, fn):
+    """The exception ``fn`` raises, failing the test instead of hanging if it runs longer than ``seconds``."""
+    raised = []
+
+    def run():
+        try:
+            fn()
+        except Exception as err:
+            raised.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (an endless loop?)"
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("labels, size, message", [
+    (torch.arange(200) % 100, 50, r"labels must be in 0\.\.9 \(num_classes=10\), found labels from 0 to 99"),
+    (torch.arange(200) % 10 + 1, 50, r"labels must be in 0\.\.9 \(num_classes=10\), found labels from 1 to 10"),
+    (torch.arange(200.0) % 10, 50, r"labels must be a 1-D integer tensor of class indices, got torch.float32"),
+    (torch.arange(200) % 10, 201, r"subset size must be in 1\.\.200 \(the number of labels\), got 201"),
+    (torch.arange(200) % 10, 0, r"subset size must be in 1\.\.200 \(the number of labels\), got 0"),
+])
+def test_balanced_indices_refuses_what_it_cannot_fill(labels, size, message):
+    err = _error_within(10, lambda: D.balanced_indices(labels, size))
+    assert isinstance(err, ValueError) and re.search(message, str(err)), err
+
+
+def test_make_subsets_sizes_name_the_argument(cifar):
+    n_test = len(cifar.test_labels)
+    message = rf"test_size must be in 1\.\.{n_test}, or None for all {n_test} test images, got 0"
+    with pytest.raises(ValueError, match=message):
+        D.make_subsets(cifar, train_size=100, test_size=0)
+    with pytest.raises(ValueError, match=r"train_size must be in 2\.\.\d+ \(half train, half validation\), got 1"):
+        D.make_subsets(cifar, train_size=1)
+    assert len(D.make_subsets(cifar, train_size=20, test_size=None, image_size=8).test_y) == n_test
+
+
+@pytest.mark.parametrize("n, batch_size, drop_last, sizes", [
+    (65, 32, False, [32, 33]),  # a last batch of one joins the batch before
+    (33, 32, False, [33]),
+    (64, 32, False, [32, 32]),  # every other size as before
+    (66, 32, False, [32, 32, 2]),
+    (10, 4, False, [4, 4, 2]),
+    (1, 32, False, [1]),
+    (3, 1, False, [1, 1, 1]),
+    (65, 32, True, [32, 32]),
+])
+def test_device_loader_never_ends_on_a_batch_of_one(n, batch_size, drop_last, sizes):
+    x, y = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), torch.arange(n)
+    for shuffle in (True, False):
+        loader = D.DeviceLoader(x, y, batch_size, shuffle=shuffle, drop_last=drop_last)
+        batches = [by for _, by in loader]
+        assert [len(b) for b in batches] == sizes and len(loader) == len(sizes)
+        seen = torch.cat(batches).tolist()
+        assert len(set(seen)) == len(seen) == sum(sizes)
+
+
+def test_batch_norm_trains_on_65_images_at_batch_32(one_thread):
+    from nas_tutorial.training import train_epoch
+
+    torch.manual_seed(0)
+    # batch norm after global pooling sees one value per channel and image: it needs two images
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 10))
+    x, y = torch.randn(65, 3, 8, 8), torch.arange(65) % 10
+    loader = D.DeviceLoader(x, y, 32, seed=0)
+    record = train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), amp=False)
+    assert record["loss"] > 0

@@ -115,3 +115,31 @@ def test_random_genotype_is_valid_seeded_and_varied():
     for pos in range(0, 8, 2):  # two distinct inputs per node, no `none`
         assert a.normal[pos][1] != a.normal[pos + 1][1]
     assert all(op != "none" for op, _ in a.normal + a.reduce)
+
+
+def test_genotype_accepts_numpy_indices_and_the_logged_range_form():
+    import numpy as np
+
+    g = G.Genotype(normal=[(op, np.int64(i)) for op, i in G.DARTS_V2.normal], normal_concat=np.arange(2, 6),
+                   reduce=G.DARTS_V2.reduce, reduce_concat=range(2, 6))
+    assert g == G.DARTS_V2 and all(type(i) is int for _, i in g.normal)
+    logged = str(G.DARTS_V2).replace("normal_concat=[2, 3, 4, 5]", "normal_concat=range(2, 6)")
+    assert G.Genotype.parse(logged) == G.DARTS_V2  # as the DARTS code's search logs print it
+    with pytest.raises(ValueError, match="input node 0.5 is out of range"):
+        G.Genotype(normal=[("sep_conv_3x3", 0.5)] * 2, normal_concat=[2], reduce=G.DARTS_V2.reduce,
+                   reduce_concat=[2])
+
+
+@pytest.mark.parametrize("value, expected", [(None, False), ("", False), ("0", False), ("off", False),
+                                             ("1", True), ("true", True), ("YES", True), (" on ", True)])
+def test_fast_flag_accepts_the_usual_values(value, expected):
+    from nas_tutorial.utils import parse_flag
+
+    assert parse_flag(value, "NAS_TUTORIAL_FAST") is expected
+
+
+def test_fast_flag_refuses_anything_else():
+    from nas_tutorial.utils import parse_flag
+
+    with pytest.raises(ValueError, match="NAS_TUTORIAL_FAST must be 1/true/yes/on or 0/false/no/off, got 'fast'"):
+        parse_flag("fast", "NAS_TUTORIAL_FAST")
