@@ -41,12 +41,14 @@ def op_color(op: str) -> str:
 @dataclass
 class Graph:
     """A small directed graph to draw: ``nodes`` as (name, label, fill, style), ``edges`` as
-    (source, target, label, colour). Keep the lists in a fixed order for a stable DOT source."""
+    (source, target, label, colour), optional ``clusters`` as (name, label, node names) drawn as
+    labelled boxes. Keep the lists in a fixed order for a stable DOT source."""
 
     name: str
     nodes: list[tuple[str, str, str, str]] = field(default_factory=list)
     edges: list[tuple[str, str, str, str]] = field(default_factory=list)
     rankdir: str = "LR"
+    clusters: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def dot(self):
         """The ``graphviz.Digraph`` of this graph (needs only the Python package to build)."""
@@ -56,8 +58,17 @@ class Graph:
         g.attr(rankdir=self.rankdir)
         g.attr("node", shape="box", style="filled", fontname="Helvetica", fontsize="11")
         g.attr("edge", fontname="Helvetica", fontsize="9")
+        boxes = {n: c for c, (_, _, members) in enumerate(self.clusters) for n in members}
+        subgraphs = []
+        for name, label, _ in self.clusters:
+            sub = graphviz.Digraph(f"cluster_{name}")
+            sub.attr(label=label, style="rounded", color="#999999", fontname="Helvetica", fontsize="10")
+            subgraphs.append(sub)
         for name, label, fill, style in self.nodes:
-            g.node(name, label, fillcolor=fill, style=f"filled,{style}" if style else "filled")
+            target = subgraphs[boxes[name]] if name in boxes else g
+            target.node(name, label, fillcolor=fill, style=f"filled,{style}" if style else "filled")
+        for sub in subgraphs:
+            g.subgraph(sub)
         for src, dst, label, color in self.edges:
             g.edge(src, dst, label=label, color=color, fontcolor=color)
         return g
@@ -238,9 +249,21 @@ def stage_graph(num_nodes: int, edges: list[tuple[int, int]], *, sources: list[i
     g.edges += [("in", f"v{k}", "", "#808080") for k in sorted(sources)]
     g.edges += [(f"v{i}", f"v{j}", "", color) for i, j in sorted(edges)]
     g.edges += [(f"v{k}", "out", "", "#808080") for k in sorted(sinks)]
-    if not sources and not sinks and not edges:
-        g.edges.append(("in", "out", "", "#808080"))
+    if not edges:  # all bits zero: the whole stage is its input node's convolution
+        g.nodes = [("in", "input conv 5x5 (the whole stage)", INPUT_COLOR, "")] + g.nodes[1:-1]
     return g
+
+
+def combine(name: str, graphs: list[Graph], *, rankdir: str = "LR") -> Graph:
+    """Several graphs side by side in one drawing, each in a box labelled with its name; node
+    ``n`` of graph ``g`` becomes ``{g.name}_{n}``."""
+    out = Graph(name, rankdir=rankdir)
+    for graph in graphs:
+        rename = {n: f"{graph.name}_{n}" for n, *_ in graph.nodes}
+        out.nodes += [(rename[n], label, fill, style) for n, label, fill, style in graph.nodes]
+        out.edges += [(rename[a], rename[b], label, color) for a, b, label, color in graph.edges]
+        out.clusters.append((graph.name, graph.name.replace("_", " "), [rename[n] for n, *_ in graph.nodes]))
+    return out
 
 
 # -- matplotlib helpers: take an ax, return the ax --------------------------------------------------
@@ -261,9 +284,12 @@ def heatmap(ax, weights, *, row_labels, col_labels, title: str = "", vmin: float
 
 def plot_curves(ax, history: list[dict], keys=("train_loss", "valid_loss"), *, xkey: str = "epoch", title: str = ""):
     """Training curves from a list of per-epoch records (as returned by ``training.fit``)."""
+    from matplotlib.ticker import MaxNLocator
+
     for key in keys:
         ax.plot([r[xkey] for r in history], [r[key] for r in history], marker="o", label=key)
     ax.set_xlabel(xkey)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.legend()
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -237,6 +237,41 @@ def mutation_diversity(genome: Genome, *, population_size: int, p_M: float, q_M:
     return stats
 
 
+# -- what the notebook shows about a run: noise, bit frequencies -------------------------------------
+def fitness_noise(evaluator: Evaluator | Callable[[Any], Any], genomes: Sequence[Genome], repeats: int = 3) -> dict:
+    """Train every genome ``repeats`` times with different training seeds (``Trial(genome, r)``).
+
+    Returns ``fitness`` ``(len(genomes), repeats)``, ``within_sd`` (the mean over genomes of the
+    standard deviation between seeds: the noise of one training), ``between_sd`` (the standard
+    deviation of the genomes' mean fitness) and ``mean_se`` (``within_sd / sqrt(repeats)``, the noise
+    left in a mean of ``repeats`` trainings, as the paper's re-training averages).
+    """
+    if repeats < 2 or len(genomes) < 2:
+        raise ValueError(f"need at least 2 genomes and 2 repeats, got {len(genomes)} and {repeats}")
+    evaluator = evaluator if isinstance(evaluator, Evaluator) else InProcessEvaluator(evaluator)
+    results = evaluator.evaluate([Trial(g, r) for g in genomes for r in range(repeats)])
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise RuntimeError(f"{len(failed)} trainings failed, first: {failed[0].code}: {failed[0].error}")
+    table = np.array([r.fitness for r in results]).reshape(len(genomes), repeats)
+    within = float(table.std(axis=1, ddof=1).mean())
+    return {"codes": [str(g) for g in genomes], "fitness": table, "within_sd": within,
+            "between_sd": float(table.mean(axis=1).std(ddof=1)), "mean_se": within / math.sqrt(repeats)}
+
+
+def bit_labels(stage_sizes: Sequence[int]) -> list[str]:
+    """One label per bit of the code, in order: ``"s1 v1→v2"``, ``"s1 v1→v3"``, ``"s1 v2→v3"``, ..."""
+    return [f"s{s + 1} v{i}→v{j}" for s, k in enumerate(check_stage_sizes(stage_sizes))
+            for j in range(2, k + 1) for i in range(1, j)]
+
+
+def bit_frequencies(records: Sequence[dict]) -> np.ndarray:
+    """Fraction of the individuals with each bit set, per generation: ``(generations, L)``."""
+    return np.array([[sum(bits) / len(bits) for bits in zip(*(Genome.parse(ind["code"]).bits
+                                                              for ind in r["individuals"]), strict=True)]
+                     for r in records])
+
+
 # -- Algorithm 1: generations of evaluate, select, cross, mutate, with checkpoints --------------------
 @dataclass(frozen=True)
 class Job:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .drawing import Graph, stage_graph
+from .drawing import INPUT_COLOR, OUTPUT_COLOR, Graph, combine, stage_graph
 
 # -- Sec. 3.1.1: encoding ----------------------------------------------------------------------------
 
@@ -285,6 +285,25 @@ def chain_genome(stage_sizes: Sequence[int]) -> Genome:
 def all_ones_genome(stage_sizes: Sequence[int]) -> Genome:
     """Every bit set: each node reads the sum of all earlier nodes (a DenseNet-like stage, summed)."""
     return Genome(tuple(stage_sizes), (1,) * code_length(stage_sizes))
+
+
+def network_graph(genome: Genome, name: str = "network") -> Graph:
+    """The whole network of a genome: the image, each decoded stage (in a box), 2x2 max pooling after
+    each stage, then global average pooling and the linear classifier."""
+    stages = [st.graph(f"stage_{s + 1}") for s, st in enumerate(decode(genome))]
+    g = combine(name, stages)
+    g.nodes.insert(0, ("image", "image", INPUT_COLOR, ""))
+    previous = "image"
+    for s, stage in enumerate(stages):
+        names = {n for n, *_ in stage.nodes}
+        g.edges.append((previous, f"{stage.name}_in", "", "#808080"))
+        pool = f"pool_{s + 1}"
+        g.nodes.append((pool, "max pool 2x2", "#ffffff", ""))
+        g.edges.append((f"{stage.name}_{'out' if 'out' in names else 'in'}", pool, "", "#808080"))
+        previous = pool
+    g.nodes.append(("head", "global average pool, linear", OUTPUT_COLOR, ""))
+    g.edges.append((previous, "head", "", "#808080"))
+    return g
 
 
 def stage_drawing(num_nodes: int, bits: Sequence[int], name: str = "stage") -> Graph:

@@ -29,7 +29,9 @@
 # %% tags=["parameters"]
 import os
 
-FAST = os.environ.get("NAS_TUTORIAL_FAST", "0") == "1"
+from nas_tutorial.utils import parse_flag
+
+FAST = parse_flag(os.environ.get("NAS_TUTORIAL_FAST"), "NAS_TUTORIAL_FAST")  # 1/true/yes/on: fast mode
 TRAIN_SIZE = 1_000 if FAST else 10_000  # images of the training batch used (half train, half validation)
 IMAGE_SIZE = 16 if FAST else 32  # downscaled images for fast CPU runs
 EPOCHS = 4 if FAST else 15
@@ -56,7 +58,18 @@ generator = utils.seed_everything(SEED)  # seeds Python, NumPy and torch; return
 cifar = data.load_cifar10()
 print("classes:", ", ".join(cifar.classes))
 print("training images:", tuple(cifar.train_images.shape), cifar.train_images.dtype)
+print("test images:", tuple(cifar.test_images.shape))
+if len(cifar.train_labels) < 50_000:
+    print(f"a partial CIFAR-10: {len(cifar.train_labels):,} of the 50,000 training images "
+          f"and {len(cifar.test_labels):,} of the 10,000 test images")
 assert cifar.train_images.shape[1:] == (3, 32, 32) and len(cifar.test_labels) >= 1_000
+
+# %% [markdown]
+# The project's tests run on a partial copy (the first of the five training batches and the first
+# 1,000 test images), and the saved outputs of these notebooks come from it. With the full set the
+# fast mode draws the same number of images (its subsets are a fixed size), so its numbers change
+# only through which images are drawn; the default mode's larger subsets need the full set to be
+# as large as their settings say.
 
 # %% [markdown]
 # The first sixteen training images, with their labels:
@@ -198,7 +211,12 @@ drawing.show(macro)
 
 # %% [markdown]
 # Move the slider to sample random cells from the DARTS space (the random-search baseline every NAS
-# paper should beat). The callback is `genotypes.random_genotype`, unit-tested on its own.
+# paper should beat). The callback is `genotypes.random_genotype`, unit-tested on its own. The
+# slider appears when you run the cells; its starting view (seed 0, normal cell) is drawn once
+# here so that it shows in the saved notebook too:
+
+# %%
+drawing.show(drawing.cell_graph(genotypes.random_genotype(seed=0), "normal"))
 
 # %% tags=["nbval-ignore-output"]
 import ipywidgets as widgets
@@ -235,6 +253,48 @@ print(f"train loss {history[0]['train_loss']:.3f} -> {history[-1]['train_loss']:
 # %%
 assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learns
 assert test["acc"] > 0.2  # chance is 10%
+
+# %% [markdown]
+# **Resuming.** With `checkpoint=`, `fit` saves its whole state after every epoch. Below, a run is
+# interrupted in its second epoch (an exception from the epoch hook plays the part of a killed
+# process), and the same call started again continues from the file: the numbers equal the
+# uninterrupted run's above. A checkpoint written with other settings (say, more epochs, which
+# would change the learning-rate schedule) is refused.
+
+# %%
+import tempfile
+from pathlib import Path
+
+
+interrupted = []
+
+
+def interrupt_in_epoch_2(model, epoch, epochs):
+    if epoch == 1 and not interrupted:  # epochs count from 0: once, as the second epoch starts
+        interrupted.append(epoch)
+        raise KeyboardInterrupt("simulated interruption")
+
+
+ckpt = Path(tempfile.mkdtemp()) / "fit.pt"
+resumed = None
+for attempt in (1, 2):
+    utils.seed_everything(SEED)
+    model = training.SmallCNN(channels=16).to(device)
+    loader = data.DeviceLoader(subsets.train_x, subsets.train_y, batch_size=64, augment=data.Augment(), seed=SEED)
+    try:
+        resumed = training.fit(model, loader, (subsets.valid_x, subsets.valid_y), epochs=EPOCHS, lr=0.05,
+                               checkpoint=ckpt, progress=False, epoch_hook=interrupt_in_epoch_2)
+    except KeyboardInterrupt as err:
+        print(f"attempt {attempt}: {err} after {len(torch.load(ckpt, weights_only=True)['state']['history'])} epoch(s)")
+print(f"attempt 2: resumed and finished {len(resumed)} epochs; same losses as the uninterrupted run:",
+      [r["train_loss"] for r in resumed] == [r["train_loss"] for r in history])
+try:
+    training.fit(model, loader, (subsets.valid_x, subsets.valid_y), epochs=EPOCHS + 2, lr=0.05, checkpoint=ckpt)
+except ValueError as err:
+    print(str(err).replace(str(ckpt), "fit.pt"))
+
+# %%
+assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in history]
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))

@@ -26,7 +26,9 @@
 # %% tags=["parameters"]
 import os
 
-FAST = os.environ.get("NAS_TUTORIAL_FAST", "0") == "1"
+from nas_tutorial.utils import parse_flag
+
+FAST = parse_flag(os.environ.get("NAS_TUTORIAL_FAST"), "NAS_TUTORIAL_FAST")  # 1/true/yes/on: fast mode
 
 if FAST:  # CPU laptop: the whole notebook in about a minute
     CHANNELS, LAYERS, IMAGE_SIZE = 4, 3, 16  # supernet: 4 channels, 3 cells (normal, reduce, reduce)
@@ -71,6 +73,8 @@ if device.type == "cpu":
     torch.set_num_threads(1)
 cifar = load_cifar10(default_data_root())  # $NAS_TUTORIAL_DATA, else ~/.cache/nas_tutorial
 print("candidate operations:", ", ".join(DARTS_OPS))
+print(f"CIFAR-10 images found: {len(cifar.train_labels):,} training, {len(cifar.test_labels):,} test"
+      + (" (a partial set; the full one has 50,000 and 10,000)" if len(cifar.train_labels) < 50_000 else ""))
 
 # %% [markdown]
 # ## 1. The search space
@@ -447,6 +451,8 @@ assert view["epoch"] == SEARCH_EPOCHS
 #
 # Move the slider: the callback `darts.alpha_epoch_view` (unit-tested without the widget) redraws
 # both heatmaps for the chosen epoch and derives the cells that $\alpha$ encodes at that point.
+# The slider appears when you run the cells; its starting view, the last epoch, is the heatmap
+# above and the two cells drawn in section 6.
 
 # %% tags=["nbval-ignore-output"]
 def show_epoch(epoch=SEARCH_EPOCHS):

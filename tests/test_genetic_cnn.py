@@ -133,6 +133,26 @@ def test_stage_drawing_is_deterministic_and_is_the_widget_callback():
     assert space.decode(Genome.parse("0-00-101"))[0].graph().source() == GOLDEN_STAGE
 
 
+def test_an_all_zero_stage_is_drawn_as_the_one_convolution_it_is():
+    graph = space.stage_drawing(5, [0] * 10)
+    names = [n for n, *_ in graph.nodes]
+    assert names == ["in", "v1", "v2", "v3", "v4", "v5"] and not graph.edges  # no output node, no edge
+    assert "whole stage" in graph.nodes[0][1] and all("dropped" in label for _, label, *_ in graph.nodes[1:])
+    assert space.decode_stage(5, [0] * 10).num_convolutions() == 1
+
+
+def test_network_graph_has_every_stage_pooling_and_the_classifier():
+    g = space.network_graph(Genome.parse("1-01|0-00-000"))
+    names = [n for n, *_ in g.nodes]
+    assert names[0] == "image" and names[-1] == "head" and names.count("pool_1") == 1 and "pool_2" in names
+    assert [c[0] for c in g.clusters] == ["stage_1", "stage_2"]
+    assert ("image", "stage_1_in", "", "#808080") in g.edges
+    assert ("stage_1_out", "pool_1", "", "#808080") in g.edges
+    assert ("stage_2_in", "pool_2", "", "#808080") in g.edges  # an all-zero stage ends at its input node
+    assert "subgraph cluster_stage_1" in g.source()
+    assert g.source() == space.network_graph(Genome.parse("1-01|0-00-000")).source()  # deterministic
+
+
 # -- same network, different codes ------------------------------------------------------------------
 def _brute_force_key(stage):
     kept = stage.kept
@@ -440,3 +460,29 @@ class _NanFor:
 
     def __call__(self, candidate):
         return float("nan") if str(candidate) == self.code else ones_fraction(candidate)
+
+
+# -- what the notebook shows about a run -----------------------------------------------------------------
+def test_fitness_noise_table_and_its_summary():
+    genomes = [Genome.parse("1-01"), Genome.parse("0-00"), Genome.parse("1-11")]
+
+    def noisy(candidate):  # fitness = ones fraction + a known offset per repeat
+        return ones_fraction(candidate) + 0.01 * candidate.repeat
+
+    noise = gc.fitness_noise(noisy, genomes, repeats=3)
+    assert noise["fitness"].shape == (3, 3) and noise["codes"] == ["1-01", "0-00", "1-11"]
+    np.testing.assert_allclose(noise["within_sd"], 0.01)
+    np.testing.assert_allclose(noise["between_sd"], np.std([2 / 3, 0, 1], ddof=1))
+    np.testing.assert_allclose(noise["mean_se"], 0.01 / np.sqrt(3))
+    with pytest.raises(ValueError, match="at least 2 genomes and 2 repeats"):
+        gc.fitness_noise(noisy, genomes, repeats=1)
+
+
+def test_bit_frequencies_and_labels():
+    records = gc.search(_cfg(generations=1), ones_fraction)
+    freq = gc.bit_frequencies(records)
+    assert freq.shape == (2, 9) and ((0 <= freq) & (freq <= 1)).all()
+    first = np.array([Genome.parse(ind["code"]).bits for ind in records[0]["individuals"]]).mean(0)
+    np.testing.assert_allclose(freq[0], first)
+    assert gc.bit_labels((3, 4)) == ["s1 v1→v2", "s1 v1→v3", "s1 v2→v3", "s2 v1→v2", "s2 v1→v3", "s2 v2→v3",
+                                     "s2 v1→v4", "s2 v2→v4", "s2 v3→v4"]
