@@ -11,6 +11,7 @@ One colour per operation family is used everywhere.
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from dataclasses import dataclass, field
 
@@ -49,13 +50,17 @@ class Graph:
     edges: list[tuple[str, str, str, str]] = field(default_factory=list)
     rankdir: str = "LR"
     clusters: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    title: str = ""
+    size: str = ""  # the largest drawing in inches, "width,height" ("": MAX_SIZE)
 
     def dot(self):
         """The ``graphviz.Digraph`` of this graph (needs only the Python package to build)."""
         import graphviz
 
         g = graphviz.Digraph(self.name)
-        g.attr(rankdir=self.rankdir)
+        g.attr(rankdir=self.rankdir, size=self.size or MAX_SIZE)  # scaled down to fit a notebook's output
+        if self.title:
+            g.attr(label=self.title, labelloc="t", fontname="Helvetica", fontsize="13")
         g.attr("node", shape="box", style="filled", fontname="Helvetica", fontsize="11")
         g.attr("edge", fontname="Helvetica", fontsize="9")
         boxes = {n: c for c, (_, _, members) in enumerate(self.clusters) for n in members}
@@ -66,11 +71,11 @@ class Graph:
             subgraphs.append(sub)
         for name, label, fill, style in self.nodes:
             target = subgraphs[boxes[name]] if name in boxes else g
-            target.node(name, label, fillcolor=fill, style=f"filled,{style}" if style else "filled")
+            target.node(name, _dot_label(label), fillcolor=fill, style=f"filled,{style}" if style else "filled")
         for sub in subgraphs:
             g.subgraph(sub)
         for src, dst, label, color in self.edges:
-            g.edge(src, dst, label=label, color=color, fontcolor=color)
+            g.edge(src, dst, label=label, color=color, fontcolor=color[:7])  # labels opaque
         return g
 
     def source(self) -> str:
@@ -100,14 +105,30 @@ class Graph:
             if label:
                 ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, color=color, fontsize=7, ha="center")
         for name, label, fill, style in self.nodes:
-            ax.text(*pos[name], label, ha="center", va="center", fontsize=9,
+            ax.text(*pos[name], _math_label(label), ha="center", va="center", fontsize=9,
                     bbox=dict(boxstyle="round", fc=fill, ls="--" if "dashed" in style else "-"))
         xs, ys = zip(*pos.values())
         ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
         ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
-        ax.set_title(self.name)
+        ax.set_title(self.title or self.name)
         ax.axis("off")
         return ax
+
+
+#: Largest drawing, in inches (width, height): Graphviz scales larger graphs down to it.
+MAX_SIZE = "9,7"
+_SUBSCRIPT = re.compile(r"(\w+)_\{([^{}]+)\}")  # "c_{k-1}": c with the subscript k-1
+
+
+def _dot_label(label: str) -> str:
+    """``c_{k-1}`` as a Graphviz HTML label with a real subscript; other labels unchanged."""
+    match = _SUBSCRIPT.fullmatch(label)
+    return f"<{match[1]}<SUB>{match[2]}</SUB>>" if match else label
+
+
+def _math_label(label: str) -> str:
+    """``c_{k-1}`` as matplotlib mathtext (``$c_{k-1}$``); other labels unchanged."""
+    return f"${label}$" if _SUBSCRIPT.fullmatch(label) else label
 
 
 #: Caption of the matplotlib fallback drawing (written in the SVG, not as a warning on stderr).
@@ -183,10 +204,13 @@ def show(graph: Graph) -> Drawing:
     return Drawing(graph.name, digraph.source, fallback_svg(graph), fallback_png(graph))
 
 
-def cell_graph(genotype: Genotype, kind: str = "normal") -> Graph:
-    """The ``normal`` or ``reduce`` cell of a genotype: inputs red, intermediate nodes blue, output green."""
+def cell_graph(genotype: Genotype, kind: str = "normal", *, title: str | None = None) -> Graph:
+    """The ``normal`` or ``reduce`` cell of a genotype: inputs red, intermediate nodes blue, output green.
+
+    ``title`` is drawn above the cell (default: "normal cell" or "reduction cell")."""
     edges, concat = genotype.cell(kind)
-    g = Graph(f"{kind}_cell")
+    default = {"normal": "normal cell", "reduce": "reduction cell"}[kind]
+    g = Graph(f"{kind}_cell", title=default if title is None else title)
     g.nodes += [("c_k-2", "c_{k-2}", INPUT_COLOR, ""), ("c_k-1", "c_{k-1}", INPUT_COLOR, "")]
     g.nodes += [(str(i), str(i), NODE_COLOR, "") for i in range(genotype.num_nodes)]
     g.nodes.append(("c_k", "c_{k}", OUTPUT_COLOR, ""))
@@ -200,9 +224,9 @@ def cell_graph(genotype: Genotype, kind: str = "normal") -> Graph:
     return g
 
 
-def mixed_cell_graph(num_nodes: int = 4, label: str = "mixed op") -> Graph:
+def mixed_cell_graph(num_nodes: int = 4, label: str = "mixed op", *, title: str = "") -> Graph:
     """The one-shot supernet cell: every intermediate node reads every predecessor through a mixed edge."""
-    g = Graph("supernet_cell")
+    g = Graph("supernet_cell", title=title)
     g.nodes += [("c_k-2", "c_{k-2}", INPUT_COLOR, ""), ("c_k-1", "c_{k-1}", INPUT_COLOR, "")]
     g.nodes += [(str(i), str(i), NODE_COLOR, "") for i in range(num_nodes)]
     g.nodes.append(("c_k", "c_{k}", OUTPUT_COLOR, ""))
@@ -280,6 +304,49 @@ def heatmap(ax, weights, *, row_labels, col_labels, title: str = "", vmin: float
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, fraction=0.04)
     return ax
+
+
+def mixed_cell_plot(ax, weights, ops, *, num_nodes: int = 4, title: str = ""):
+    r"""The supernet cell with every candidate of every edge drawn as an arc, as thick and opaque as
+    its weight in softmax(α) (the paper's Figure 1c). ``weights`` is ``(E, K)`` in the row order of
+    ``darts.edge_labels``; ``none`` is left out. Nodes stand in a column, inputs at the top, and the
+    output (grey edges: the concatenation of the intermediate nodes) at the bottom."""
+    from matplotlib.lines import Line2D
+
+    w = np.asarray(weights, dtype=float)
+    edges = sum(i + 2 for i in range(num_nodes))
+    if w.shape != (edges, len(ops)):
+        raise ValueError(f"weights must be (edges, len(ops)) = ({edges}, {len(ops)}), got {w.shape}")
+    names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(num_nodes)] + ["c_{k}"]
+    shown = [k for k, op in enumerate(ops) if op != "none"]
+    colors = {k: plt_color(n) for n, k in enumerate(shown)}
+    high, row = w[:, shown].max(), 0
+    for i in range(num_nodes):
+        for j in range(i + 2):  # edge from node j to intermediate node i (drawn at height -(i + 2))
+            for n, k in enumerate(shown):  # a fan of arcs, one per candidate
+                share = w[row, k] / high
+                style = dict(arrowstyle="-", color=colors[k], lw=0.3 + 3.5 * share, alpha=0.25 + 0.75 * share,
+                             connectionstyle=f"arc3,rad={-0.25 - 0.06 * n}", shrinkA=9, shrinkB=9)
+                ax.annotate("", xy=(0, -(i + 2)), xytext=(0, -j), arrowprops=style)
+            row += 1
+        style = dict(arrowstyle="-", color="#999999", lw=0.8, connectionstyle="arc3,rad=0.3", shrinkA=9, shrinkB=9)
+        ax.annotate("", xy=(0, -(num_nodes + 2)), xytext=(0, -(i + 2)), arrowprops=style)
+    for y, name in enumerate(names):
+        fill = INPUT_COLOR if y < 2 else OUTPUT_COLOR if y == len(names) - 1 else NODE_COLOR
+        ax.text(0, -y, _math_label(name), ha="center", va="center", fontsize=10, bbox=dict(boxstyle="round", fc=fill))
+    ax.legend([Line2D([], [], color=colors[k], lw=2) for k in shown], [ops[k] for k in shown], fontsize=8,
+              loc="upper right", frameon=False)
+    ax.set_xlim(-1.2, 3.6)
+    ax.set_ylim(-len(names) + 0.4, 0.6)
+    ax.set_title(title)
+    ax.axis("off")
+    return ax
+
+
+def plt_color(n: int) -> str:
+    """The ``n``-th colour of matplotlib's default cycle (tab10)."""
+    return ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")[n % 10]
 
 
 def plot_curves(ax, history: list[dict], keys=("train_loss", "valid_loss"), *, xkey: str = "epoch", title: str = ""):

@@ -10,6 +10,7 @@ import pytest
 
 from nas_tutorial import drawing
 from nas_tutorial.genotypes import DARTS_V2, Genotype
+from nas_tutorial.ops import DARTS_OPS
 
 matplotlib.use("Agg")
 
@@ -20,14 +21,15 @@ SMALL = Genotype.parse(
 )
 
 GOLDEN_CELL = """digraph normal_cell {
-	rankdir=LR
+	rankdir=LR size="9,7"
+	fontname=Helvetica fontsize=13 label="normal cell" labelloc=t
 	node [fontname=Helvetica fontsize=11 shape=box style=filled]
 	edge [fontname=Helvetica fontsize=9]
-	"c_k-2" [label="c_{k-2}" fillcolor="#f4a6a6" style=filled]
-	"c_k-1" [label="c_{k-1}" fillcolor="#f4a6a6" style=filled]
+	"c_k-2" [label=<c<SUB>k-2</SUB>> fillcolor="#f4a6a6" style=filled]
+	"c_k-1" [label=<c<SUB>k-1</SUB>> fillcolor="#f4a6a6" style=filled]
 	0 [label=0 fillcolor="#dde6f0" style=filled]
 	1 [label=1 fillcolor="#dde6f0" style=filled]
-	c_k [label="c_{k}" fillcolor="#a6d8a6" style=filled]
+	c_k [label=<c<SUB>k</SUB>> fillcolor="#a6d8a6" style=filled]
 	"c_k-1" -> 0 [label=sep_conv_3x3 color="#2ca02c" fontcolor="#2ca02c"]
 	"c_k-2" -> 0 [label=skip_connect color="#333333" fontcolor="#333333"]
 	0 -> 1 [label=none color="#b0b0b0" fontcolor="#b0b0b0"]
@@ -38,7 +40,7 @@ GOLDEN_CELL = """digraph normal_cell {
 """
 
 GOLDEN_MACRO = """digraph macro {
-	rankdir=TB
+	rankdir=TB size="9,7"
 	node [fontname=Helvetica fontsize=11 shape=box style=filled]
 	edge [fontname=Helvetica fontsize=9]
 	input [label=input fillcolor="#f4a6a6" style=filled]
@@ -55,7 +57,7 @@ GOLDEN_MACRO = """digraph macro {
 """
 
 GOLDEN_STAGE = """digraph stage {
-	rankdir=LR
+	rankdir=LR size="9,7"
 	node [fontname=Helvetica fontsize=11 shape=box style=filled]
 	edge [fontname=Helvetica fontsize=9]
 	in [label=input fillcolor="#f4a6a6" style=filled]
@@ -132,7 +134,7 @@ def test_show_without_dot_falls_back_to_a_captioned_matplotlib_svg(monkeypatch, 
         shown = drawing.show(graph)
     assert capsys.readouterr() == ("", "")
     texts = [t.text for t in assert_valid_svg(shown.svg).iter("{http://www.w3.org/2000/svg}text")]
-    assert "sep_conv_3x3" in texts and "c_{k}" in texts and drawing.FALLBACK_CAPTION in texts
+    assert "sep_conv_3x3" in texts and "normal cell" in texts and drawing.FALLBACK_CAPTION in texts
     assert shown.source == GOLDEN_CELL
     assert drawing.show(graph).svg == shown.svg  # deterministic: no date, no random ids
 
@@ -199,3 +201,24 @@ def test_committed_figures_match_the_code(tmp_path):
     for stem, graph in figures.figure_graphs().items():
         assert (images / f"{stem}.gv").read_text() == graph.source(), f"run python -m nas_tutorial.figures ({stem})"
     assert any(p.suffix == ".gv" for p in figures.main(tmp_path))
+
+
+def test_subscripts_are_real_in_both_renderers():
+    assert drawing._dot_label("c_{k-1}") == "<c<SUB>k-1</SUB>>" and drawing._dot_label("v1: conv 5x5") == "v1: conv 5x5"
+    assert drawing._math_label("c_{k-1}") == "$c_{k-1}$" and drawing._math_label("0") == "0"
+
+
+def test_mixed_cell_plot_draws_one_arc_per_candidate_weighted_by_softmax():
+    from matplotlib.figure import Figure
+
+    weights = np.full((14, 8), 1 / 8)
+    weights[0] = [0.3, 0.4, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]  # edge k-2 -> 0: max pooling strongest
+    ax = Figure().subplots()
+    assert drawing.mixed_cell_plot(ax, weights, DARTS_OPS, title="normal cell") is ax
+    arcs = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]  # annotations with an arrow
+    assert len(arcs) == 14 * 7 + 4  # none left out; 4 grey edges to the output
+    widths = [a.arrow_patch.get_linewidth() for a in arcs[:7]]  # the first edge's candidates
+    assert widths[0] == max(widths) and ax.get_title() == "normal cell"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(DARTS_OPS[1:])
+    with pytest.raises(ValueError, match="weights must be"):
+        drawing.mixed_cell_plot(ax, weights[:3], DARTS_OPS)

@@ -109,7 +109,7 @@ def test_classic_shapes_are_encodable():
 
 
 GOLDEN_STAGE = """digraph stage {
-\trankdir=LR
+\trankdir=LR size="9,7"
 \tnode [fontname=Helvetica fontsize=11 shape=box style=filled]
 \tedge [fontname=Helvetica fontsize=9]
 \tin [label=input fillcolor="#f4a6a6" style=filled]
