@@ -10,19 +10,22 @@ runs unchanged on a laptop, on all its cores, or on a cluster.
 | candidate | any picklable object whose ``str()`` is its code (e.g. a Genetic-CNN genome, or a :class:`Trial`) |
 | ``fitness_fn`` | a top-level (picklable) callable returning a float, or a dict with ``"fitness"`` and extras |
 | :class:`EvalResult` | one candidate's outcome: ``fitness`` or ``error`` (the traceback text), never both |
-| ``on_result`` | optional ``on_result(index, result)``, called as each result arrives (to checkpoint) |
+| ``on_result`` | optional ``on_result(index, result)``, once per candidate as its result arrives (to checkpoint) |
+| ``timeout`` | optional time limit per candidate, in seconds |
 
 Three implementations:
 
 - :class:`InProcessEvaluator` (the default): a plain loop, easiest to debug, uses the GPU if the
   fitness function does.
-- :class:`ProcessPoolEvaluator`: ``concurrent.futures`` with a ``spawn`` (or ``forkserver``)
-  context, one torch thread per worker; on a CPU-only machine this is the fast one.
+- :class:`ProcessPoolEvaluator`: worker processes started with ``spawn`` (or ``forkserver``), one
+  pipe each, one torch thread each; on a CPU-only machine this is the fast one.
 - :class:`RayEvaluator`: the same tasks on a Ray cluster (``pip install nas_tutorial[ray]``);
   connect with ``address="auto"`` or start a local instance with ``num_cpus``.
 
-A failing candidate (an exception in the fitness function, or a worker that dies) becomes an
-``EvalResult`` with ``error`` set and the candidate's code; the other results are kept.
+Faults stay with their candidate: an exception in the fitness function, a worker process that dies
+(out of memory, a crash in C code), an evaluation over the time limit, or a task that does not
+pickle becomes an ``EvalResult`` whose ``error`` names the candidate; the other results are kept.
+:class:`FailOn`, :class:`KillOn` and :class:`SleepOn` simulate these faults.
 
 Data travel as arguments: the fitness function is a picklable object that holds a data-root
 *path* (workers read the CIFAR-10 subset themselves, once per process) or small tensors.
@@ -34,13 +37,21 @@ repeats exactly whichever evaluator trains it and in whichever order.
 
 from __future__ import annotations
 
+import collections
 import functools
+import io
 import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
 import time
 import traceback
+import types
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields, is_dataclass
+from multiprocessing import connection
 from typing import Any, Callable, Sequence
 
 OnResult = Callable[[int, "EvalResult"], None]
@@ -53,7 +64,7 @@ class EvalResult:
     Attributes:
         code: the candidate's text form (``str(candidate)``), so an error always names its candidate.
         fitness: the fitness (higher is better), ``None`` when the evaluation failed.
-        error: ``None``, or the error text (exception type, message and traceback).
+        error: ``None``, or the error text (what went wrong, then the traceback if there is one).
         seconds: wall-clock time of the evaluation (in the worker).
         info: extra numbers returned by the fitness function (losses, parameter count, ...).
     """
@@ -73,7 +84,7 @@ class EvalResult:
 def evaluate_one(fitness_fn: Callable[[Any], Any], candidate: Any) -> EvalResult:
     """Run ``fitness_fn(candidate)`` and wrap the outcome; never raises for an ``Exception``.
 
-    This is the task every evaluator ships to its workers (a top-level function, so it pickles).
+    This is what every evaluator runs for one candidate, in this process or in a worker.
     """
     code = str(candidate)
     start = time.perf_counter()
@@ -88,26 +99,32 @@ def evaluate_one(fitness_fn: Callable[[Any], Any], candidate: Any) -> EvalResult
             info = {}
         fitness = float(value)
     except Exception as err:  # a failing candidate must not lose the others' results
-        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        return EvalResult(code=code, error=f"{type(err).__name__}: {err}\n{text}",
+        return EvalResult(code=code, error=f"{type(err).__name__}: {err}\n{_traceback(err)}",
                           seconds=time.perf_counter() - start)
     return EvalResult(code=code, fitness=fitness, seconds=time.perf_counter() - start, info=info)
 
 
-def _init_worker(torch_threads: int) -> None:
-    """Process-pool initializer: one (or a few) torch threads per worker, so workers do not fight."""
-    import torch
-
-    torch.set_num_threads(torch_threads)
+def _traceback(err: BaseException) -> str:
+    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
 
 
-def _pool_task(fitness_fn, candidate, torch_threads: int) -> EvalResult:
-    # Ray reuses worker processes, so the thread count is set per task as well (cheap).
-    import torch
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None (no limit), got {timeout!r}")
+    return timeout
 
-    if torch.get_num_threads() != torch_threads:
-        torch.set_num_threads(torch_threads)
-    return evaluate_one(fitness_fn, candidate)
+
+def _timeout_error(code: str, timeout: float, what_happened: str) -> str:
+    return f"EvaluationTimeout: evaluating {code} took longer than the time limit of {timeout:g} s; {what_happened}"
+
+
+def _limit_torch_threads(threads: int) -> None:
+    """Use ``threads`` torch threads in this (worker) process, without importing torch for a fitness
+    function that does not need it: torch reads ``OMP_NUM_THREADS`` when it is first imported."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 class Evaluator:
@@ -132,82 +149,312 @@ class Evaluator:
         self.close()
 
 
-class InProcessEvaluator(Evaluator):
-    """Evaluate one candidate after the other in this process (the default)."""
+# -- in this process ---------------------------------------------------------------------------------
+class EvaluationTimeout(BaseException):
+    """Raised inside an in-process fitness function when its time limit is over.
 
-    def __init__(self, fitness_fn: Callable[[Any], Any]):
-        self.fitness_fn = fitness_fn
+    A ``BaseException`` (like ``KeyboardInterrupt``), so a fitness function's own ``except Exception``
+    does not swallow it.
+    """
+
+
+class InProcessEvaluator(Evaluator):
+    """Evaluate one candidate after the other in this process (the default).
+
+    Args:
+        fitness_fn: any callable (it is not pickled).
+        timeout: time limit per candidate in seconds (``None``: no limit). A ``SIGALRM`` timer raises
+            :class:`EvaluationTimeout` inside the fitness function, and the error shows where it was.
+            Its limits: Linux and macOS only; ``evaluate`` must run in the main thread; the timer
+            replaces any ``SIGALRM`` handler while a candidate runs; Python raises the exception
+            only between bytecodes, so a fitness stuck inside one long C call (a huge torch operation,
+            a blocking read in C) is interrupted only when that call returns, if ever; and a fitness
+            with a bare ``except:`` can swallow it. :class:`ProcessPoolEvaluator`'s limit has none of
+            these limits (it kills the worker).
+        torch_threads: torch's CPU threads while evaluating (``None``: leave torch's setting alone).
+            The same value as a :class:`ProcessPoolEvaluator`'s ``torch_threads`` (default 1) gives
+            the same numbers: a reduction split over more threads adds in another order.
+    """
+
+    def __init__(self, fitness_fn: Callable[[Any], Any], *, timeout: float | None = None,
+                 torch_threads: int | None = None):
+        if timeout is not None and not hasattr(signal, "setitimer"):
+            raise ValueError(f"InProcessEvaluator(timeout={timeout!r}) needs signal.setitimer (Linux, macOS), "
+                             "which this platform lacks: use ProcessPoolEvaluator(timeout=...)")
+        if torch_threads is not None and not (isinstance(torch_threads, int) and torch_threads >= 1):
+            raise ValueError(f"torch_threads must be a positive integer or None (unchanged), got {torch_threads!r}")
+        self.fitness_fn, self.timeout, self.torch_threads = fitness_fn, _check_timeout(timeout), torch_threads
 
     def evaluate(self, candidates, *, on_result=None):
-        results = []
-        for i, candidate in enumerate(candidates):
-            result = evaluate_one(self.fitness_fn, candidate)
-            results.append(result)
-            if on_result is not None:
-                on_result(i, result)
-        return results
+        if self.timeout is not None and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("InProcessEvaluator(timeout=...) interrupts the fitness function with SIGALRM, "
+                               "which works only in the main thread: call evaluate there, or use "
+                               "ProcessPoolEvaluator(timeout=...)")
+        if self.torch_threads is not None:
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.torch_threads)
+        try:
+            results = []
+            for i, candidate in enumerate(candidates):
+                result = self._evaluate(candidate)
+                results.append(result)
+                if on_result is not None:
+                    on_result(i, result)
+            return results
+        finally:
+            if self.torch_threads is not None:
+                torch.set_num_threads(threads)
+
+    def _evaluate(self, candidate: Any) -> EvalResult:
+        if self.timeout is None:
+            return evaluate_one(self.fitness_fn, candidate)
+        code, armed = str(candidate), True
+
+        def alarm(signum, frame):
+            if armed:  # not once the fitness function has returned
+                raise EvaluationTimeout(f"evaluating {code} took longer than the time limit of {self.timeout:g} s")
+
+        previous = signal.signal(signal.SIGALRM, alarm)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, self.timeout)
+                return evaluate_one(self.fitness_fn, candidate)
+            finally:
+                armed = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except EvaluationTimeout as err:
+            return EvalResult(code=code, error=f"EvaluationTimeout: {err}; interrupted in this process\n"
+                                               f"{_traceback(err)}", seconds=self.timeout)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+
+# -- on local worker processes ----------------------------------------------------------------------
+class _WorkerPickler(pickle.Pickler):
+    """A pickler that refuses what a spawned worker cannot import: functions and classes of ``__main__``."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (type, types.FunctionType)) and obj.__module__ == "__main__":
+            raise ValueError(f"{obj.__qualname__} is defined in __main__ (this notebook or script), which the "
+                             "pool's workers cannot import: define it in a module (a .py file) and import it "
+                             "from there, or use InProcessEvaluator")
+        return NotImplemented
+
+
+def _pickle_for_workers(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _WorkerPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _exit_with_parent() -> None:
+    """A worker's watch: ends the worker as soon as the evaluator's process has ended (even SIGKILLed)."""
+    multiprocessing.parent_process().join()  # waits on a pipe that closes when the parent dies
+    os._exit(1)
+
+
+def _worker_main(conn: connection.Connection, torch_threads: int) -> None:
+    """A pool worker: receive ``(code, fitness_fn pickle, candidate pickle)``, send back the
+    :class:`EvalResult`, until the evaluator closes the pipe."""
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    _limit_torch_threads(torch_threads)
+    try:
+        conn.send("ready")
+        while True:
+            code, fitness_bytes, candidate_bytes = conn.recv()
+            conn.send_bytes(_run_task(code, fitness_bytes, candidate_bytes, torch_threads))
+    except (EOFError, OSError):  # the evaluator closed its end of the pipe
+        return
+
+
+def _run_task(code: str, fitness_bytes: bytes, candidate_bytes: bytes, torch_threads: int) -> bytes:
+    """One task in a pool worker: its :class:`EvalResult`, pickled (errors included)."""
+    try:
+        fitness_fn, candidate = pickle.loads(fitness_bytes), pickle.loads(candidate_bytes)
+    except Exception as err:
+        result = EvalResult(code=code, error=f"the pool worker could not unpickle the task of candidate {code}: "
+                                             f"{type(err).__name__}: {err}\n{_traceback(err)}")
+    else:
+        _limit_torch_threads(torch_threads)  # unpickling may have imported torch
+        result = evaluate_one(fitness_fn, candidate)
+    try:
+        return pickle.dumps(result)
+    except Exception as err:  # e.g. an unpicklable value in ``info``
+        return pickle.dumps(EvalResult(code=code, error=f"the result of candidate {code} could not be pickled back "
+                                                        f"from the pool worker: {type(err).__name__}: {err}"))
+
+
+class _Worker:
+    """One worker process, the pipe to it, and the task it runs now."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext, torch_threads: int):
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_conn, torch_threads), daemon=True)
+        self.process.start()
+        child_conn.close()  # the worker holds the other end
+        self.ready = False  # True once it has started and said so
+        self.task: tuple[int, str, float] | None = None  # (index, code, start time) of what it runs
+
+    def stop(self) -> None:
+        """End the process: an idle worker leaves when its pipe closes, a busy one is killed."""
+        if self.task is not None:
+            self.process.kill()
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
 
 
 class ProcessPoolEvaluator(Evaluator):
-    """Evaluate candidates on ``workers`` local processes (``concurrent.futures``).
+    """Evaluate candidates on ``workers`` local processes, each with a pipe of its own.
 
     Args:
-        fitness_fn: a top-level picklable callable (a function, or an instance of a top-level class).
+        fitness_fn: a top-level picklable callable (a function, an instance of a top-level class, or a
+            ``functools.partial`` of one), defined in a module: the workers import it, so a function
+            or class defined in ``__main__`` (a notebook) is refused with a ``ValueError``.
         workers: number of processes (default: ``os.cpu_count()``).
         context: ``"spawn"`` (default, safe with torch and threads) or ``"forkserver"``.
         torch_threads: torch intra-op threads per worker (1: workers x threads = cores).
+        timeout: time limit per candidate in seconds (``None``: no limit); a worker over it is killed
+            and replaced. The clock starts when the task reaches a started worker, so a worker's first
+            task includes its imports (torch: seconds) and data loading.
 
-    The pool starts on first use and is kept for later generations; :meth:`close` stops it.
+    Workers start on first use and are kept for later generations; :meth:`close` stops them, and they
+    exit by themselves if this process dies. A worker that dies (out of memory, a crash in C code)
+    fails only the candidate it was evaluating, and a new worker takes its place. Workers are daemon
+    processes: a fitness function cannot start processes of its own (e.g. ``DataLoader`` workers).
     """
 
     def __init__(self, fitness_fn: Callable[[Any], Any], *, workers: int | None = None, context: str = "spawn",
-                 torch_threads: int = 1):
+                 torch_threads: int = 1, timeout: float | None = None):
         if context not in ("spawn", "forkserver"):
             raise ValueError(f"context must be 'spawn' or 'forkserver' (fork is unsafe with torch), got {context!r}")
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be positive, got {workers}")
-        self.fitness_fn, self.workers, self.context, self.torch_threads = fitness_fn, workers, context, torch_threads
-        self._pool: ProcessPoolExecutor | None = None
+        self.fitness_fn, self.context, self.torch_threads = fitness_fn, context, torch_threads
+        self.workers, self.timeout = workers or os.cpu_count() or 1, _check_timeout(timeout)
+        self._pickled_fitness()  # refuse a fitness function the workers cannot load, before starting any
+        self._workers: list[_Worker] = []
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=multiprocessing.get_context(self.context),
-                                             initializer=_init_worker, initargs=(self.torch_threads,))
-        return self._pool
+    def _pickled_fitness(self) -> bytes:
+        try:
+            return _pickle_for_workers(self.fitness_fn)
+        except Exception as err:
+            raise ValueError(f"ProcessPoolEvaluator cannot send the fitness function to its workers: "
+                             f"{type(err).__name__}: {err}") from None
 
     def evaluate(self, candidates, *, on_result=None):
-        pool = self._executor()
-        futures = {pool.submit(_pool_task, self.fitness_fn, c, self.torch_threads): i
-                   for i, c in enumerate(candidates)}
+        candidates = list(candidates)
         results: list[EvalResult | None] = [None] * len(candidates)
-        broken = False
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # a worker died (BrokenProcessPool) or the task did not pickle
-                broken = broken or "BrokenProcessPool" in type(err).__name__
-                result = EvalResult(code=str(candidates[i]), error=f"{type(err).__name__}: {err}")
-            results[i] = result
+
+        def finish(index: int, result: EvalResult) -> None:
+            results[index] = result
             if on_result is not None:
-                on_result(i, result)
-        if broken:  # a dead pool cannot be reused: start a fresh one next time
+                on_result(index, result)
+
+        fitness_bytes = self._pickled_fitness()
+        todo = collections.deque()
+        for i, candidate in enumerate(candidates):
+            code = str(candidate)
+            try:
+                todo.append((i, code, _pickle_for_workers(candidate)))
+            except Exception as err:
+                finish(i, EvalResult(code=code, error=f"candidate {code} cannot be pickled for the pool's workers: "
+                                                      f"{type(err).__name__}: {err}"))
+        try:
+            self._run(todo, fitness_bytes, finish)
+        except BaseException:  # (Ctrl-C, or on_result failed) busy workers must not answer a later call
             self.close()
+            raise
         return results
 
+    def _run(self, todo: collections.deque, fitness_bytes: bytes, finish: Callable[[int, EvalResult], None]) -> None:
+        """Hand each ``(index, code, candidate pickle)`` of ``todo`` to an idle worker and ``finish`` it
+        with its result, or with an error if its worker dies or runs over the time limit."""
+        context = multiprocessing.get_context(self.context)
+        while todo or any(w.task is not None for w in self._workers):
+            busy = sum(w.task is not None for w in self._workers)
+            while len(self._workers) < min(self.workers, busy + len(todo)):
+                self._workers.append(_Worker(context, self.torch_threads))
+            for worker in self._workers:
+                if worker.ready and worker.task is None and todo:
+                    index, code, candidate_bytes = todo.popleft()
+                    try:
+                        worker.conn.send((code, fitness_bytes, candidate_bytes))
+                    except OSError:  # it has just died: the task goes to another worker
+                        todo.appendleft((index, code, candidate_bytes))
+                        continue
+                    worker.task = (index, code, time.monotonic())
+            connection.wait([w.conn for w in self._workers] + [w.process.sentinel for w in self._workers],
+                            timeout=self._seconds_to_next_deadline())
+            for worker in list(self._workers):
+                self._check(worker, finish)
+
+    def _seconds_to_next_deadline(self) -> float | None:
+        starts = [w.task[2] for w in self._workers if w.task is not None]
+        if self.timeout is None or not starts:
+            return None
+        return max(0.0, min(starts) + self.timeout - time.monotonic())
+
+    def _check(self, worker: _Worker, finish: Callable[[int, EvalResult], None]) -> None:
+        """Take the worker's message (``"ready"`` or its result). If it died or ran over the time limit,
+        fail its candidate and drop it (a new worker takes its place)."""
+        try:
+            message = worker.conn.recv() if worker.conn.poll() else None
+        except (EOFError, OSError):  # it died
+            message = None
+        if message == "ready":
+            worker.ready = True
+        elif isinstance(message, EvalResult):
+            finish(worker.task[0], message)
+            worker.task = None
+        index, code, start = worker.task or (None, None, None)
+        if worker.process.is_alive():
+            if index is None or self.timeout is None or time.monotonic() - start <= self.timeout:
+                return
+            error = _timeout_error(code, self.timeout, "its pool worker was killed")
+        else:
+            how = _describe_exit(worker.process.exitcode)
+            if not worker.ready:
+                raise RuntimeError(f"a pool worker died while starting ({how}); its error is on stderr")
+            error = (f"the pool worker evaluating {code} died ({how}), e.g. killed for lack of memory or crashed "
+                     "in C code; the other candidates' results are kept")
+        worker.stop()  # kills it if it still runs
+        self._workers.remove(worker)
+        if index is not None:
+            finish(index, EvalResult(code=code, error=error, seconds=time.monotonic() - start))
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for worker in self._workers:
+            worker.stop()
+        self._workers = []
 
 
+# -- on a Ray cluster --------------------------------------------------------------------------------
 def _import_ray():
     try:
         import ray
     except ImportError:
         raise ImportError("RayEvaluator needs Ray: pip install 'nas_tutorial[ray]' (or pip install ray)") from None
     return ray
+
+
+def _ray_task(fitness_fn, candidate, torch_threads: int) -> EvalResult:
+    # Ray reuses worker processes, so the thread count is set per task.
+    _limit_torch_threads(torch_threads)
+    return evaluate_one(fitness_fn, candidate)
 
 
 class RayEvaluator(Evaluator):
@@ -220,15 +467,20 @@ class RayEvaluator(Evaluator):
         num_cpus: CPUs of the local instance (ignored when connecting to a cluster).
         cpus_per_task: CPUs reserved per evaluation (``torch_threads`` follows it).
         gpus_per_task: GPUs reserved per evaluation (e.g. 1, or 0.5 to share a GPU between two).
+        timeout: time limit per candidate in seconds (``None``: no limit); a task over it is cancelled
+            with ``ray.cancel(ref, force=True)``, which kills its worker. With a limit, only as many
+            tasks as the cluster's CPUs and GPUs hold at once are handed to Ray, and the clock starts
+            at hand-over, so it includes a worker's start-up (seconds).
         init_kwargs: more ``ray.init`` arguments (e.g. ``object_store_memory``, ``runtime_env``).
 
     A Ray instance started here is shut down by :meth:`close`; one that was already running is not.
     """
 
     def __init__(self, fitness_fn: Callable[[Any], Any], *, address: str | None = None, num_cpus: int | None = None,
-                 cpus_per_task: float = 1, gpus_per_task: float = 0, init_kwargs: dict | None = None):
+                 cpus_per_task: float = 1, gpus_per_task: float = 0, timeout: float | None = None,
+                 init_kwargs: dict | None = None):
         self.ray = _import_ray()
-        self.fitness_fn = fitness_fn
+        self.fitness_fn, self.timeout = fitness_fn, _check_timeout(timeout)
         self.cpus_per_task, self.gpus_per_task = cpus_per_task, gpus_per_task
         self._started_here = False
         if not self.ray.is_initialized():
@@ -238,26 +490,51 @@ class RayEvaluator(Evaluator):
             kwargs.update(init_kwargs or {})
             self.ray.init(address=address, **kwargs)
             self._started_here = True
-        self._task = self.ray.remote(_pool_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task)
+        self._task = self.ray.remote(_ray_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task)
+
+    def _room(self, default: int) -> int:
+        """How many tasks the cluster runs at once (``default`` if they reserve no CPU or GPU)."""
+        total = self.ray.cluster_resources()
+        fits = [total.get(name, 0) // need for name, need in (("CPU", self.cpus_per_task), ("GPU", self.gpus_per_task))
+                if need > 0]
+        return max(1, int(min(fits))) if fits else default
 
     def evaluate(self, candidates, *, on_result=None):
         ray = self.ray
+        candidates = list(candidates)
         fn_ref = ray.put(self.fitness_fn)  # shipped once, shared by all tasks
         threads = max(1, int(self.cpus_per_task))
-        refs = [self._task.remote(fn_ref, c, threads) for c in candidates]
-        index = {ref: i for i, ref in enumerate(refs)}
+        todo = collections.deque(enumerate(candidates))
+        room = len(candidates) if self.timeout is None else self._room(len(candidates))
+        running = {}  # ref -> (index, code, start time)
         results: list[EvalResult | None] = [None] * len(candidates)
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            i = index[done[0]]
-            try:
-                result = ray.get(done[0])
-            except Exception as err:  # RayTaskError, WorkerCrashedError, ...: report, keep the others
-                result = EvalResult(code=str(candidates[i]), error=f"{type(err).__name__}: {err}")
-            results[i] = result
+
+        def finish(index: int, result: EvalResult) -> None:
+            results[index] = result
             if on_result is not None:
-                on_result(i, result)
+                on_result(index, result)
+
+        while todo or running:
+            while todo and len(running) < room:
+                i, candidate = todo.popleft()
+                running[self._task.remote(fn_ref, candidate, threads)] = (i, str(candidate), time.monotonic())
+            wait = None if self.timeout is None else max(
+                0.0, min(start for _, _, start in running.values()) + self.timeout - time.monotonic())
+            done, _ = ray.wait(list(running), num_returns=1, timeout=wait)
+            for ref in done:
+                i, code, _ = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as err:  # RayTaskError, WorkerCrashedError, ...: report, keep the others
+                    result = EvalResult(code=code, error=f"the Ray task evaluating {code} failed: "
+                                                         f"{type(err).__name__}: {err}")
+                finish(i, result)
+            for ref, (i, code, start) in list(running.items()):
+                if self.timeout is not None and time.monotonic() - start > self.timeout:
+                    ray.cancel(ref, force=True)  # kills its worker
+                    del running[ref]
+                    error = _timeout_error(code, self.timeout, "its Ray task was cancelled")
+                    finish(i, EvalResult(code=code, error=error, seconds=time.monotonic() - start))
         return results
 
     def close(self) -> None:
@@ -400,4 +677,37 @@ class FailOn:
     def __call__(self, candidate: Any):
         if str(candidate) in self.codes:
             raise RuntimeError(f"simulated failure for {candidate}")
+        return self.fitness_fn(candidate)
+
+
+@dataclass(frozen=True)
+class KillOn:
+    """Toy fitness that kills its own process with ``SIGKILL`` (as the out-of-memory killer does) for
+    the candidates listed in ``codes`` and otherwise calls ``fitness_fn``.
+
+    Shows that a dead worker fails only its own candidate; meant for a :class:`ProcessPoolEvaluator`
+    or a :class:`RayEvaluator`: in-process it kills *this* Python (the notebook's kernel).
+    """
+
+    codes: tuple[str, ...]
+    fitness_fn: Callable[[Any], Any] = ones_fraction
+
+    def __call__(self, candidate: Any):
+        if str(candidate) in self.codes:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.fitness_fn(candidate)
+
+
+@dataclass(frozen=True)
+class SleepOn:
+    """Toy fitness that sleeps ``seconds`` for the candidates listed in ``codes`` (a hung evaluation, to
+    see a ``timeout`` at work) and otherwise calls ``fitness_fn``."""
+
+    codes: tuple[str, ...]
+    seconds: float
+    fitness_fn: Callable[[Any], Any] = ones_fraction
+
+    def __call__(self, candidate: Any):
+        if str(candidate) in self.codes:
+            time.sleep(self.seconds)
         return self.fitness_fn(candidate)

@@ -603,6 +603,26 @@ print("same records as the resumed in-process run:", strip(pool_records) == stri
 assert strip(pool_records) == strip(records[:2])
 
 # %% [markdown]
+# Faults stay with their candidate. Below, a toy fitness (the fraction of ones in the code) that
+# kills its worker process for one code and hangs for another, on a pool with a 3-second limit per
+# candidate: the dead worker and the hung one are replaced, those two candidates fail with the
+# reason, and the others keep their results.
+
+# %% tags=["nbval-ignore-output"]
+from nas_tutorial.evaluators import KillOn, SleepOn, ones_fraction
+
+codes = [str(g) for g in probes]
+faulty = KillOn((codes[1],), SleepOn((codes[2],), 60, ones_fraction))  # worker dies on codes[1], hangs on codes[2]
+with ProcessPoolEvaluator(faulty, workers=2, timeout=3) as pool:
+    results = pool.evaluate(probes)
+for r in results:
+    print(f"{r.code:>24}: " + (f"fitness {r.fitness:.3f}" if r.ok else "failed: " + r.error.splitlines()[0][:90]))
+
+# %%
+assert [r.ok for r in results] == [True, False, False, True, True, True]
+assert "died" in results[1].error and "time limit" in results[2].error
+
+# %% [markdown]
 # A checkpoint remembers the settings and the fitness function it was written with, and refuses
 # to continue with others, naming what differs:
 
