@@ -291,16 +291,19 @@ def combine(name: str, graphs: list[Graph], *, rankdir: str = "LR") -> Graph:
 
 
 # -- matplotlib helpers: take an ax, return the ax --------------------------------------------------
-def heatmap(ax, weights, *, row_labels, col_labels, title: str = "", vmin: float = 0.0, vmax: float | None = None):
-    """Heatmap of a ``(rows, cols)`` weight matrix (e.g. softmax(alpha): edges x operations)."""
+def heatmap(ax, weights, *, row_labels, col_labels, title: str = "", vmin: float = 0.0, vmax: float | None = None,
+            fontsize: float = 8):
+    """Heatmap of a ``(rows, cols)`` weight matrix (e.g. softmax(alpha): edges x operations), each cell
+    labelled with its value; pass ``vmax`` to keep one colour scale across several heatmaps."""
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"weights shape {w.shape} does not match labels ({len(row_labels)}, {len(col_labels)})")
-    im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=vmax if vmax is not None else max(w.max(), 1e-9), aspect="auto")
+    top = vmax if vmax is not None else max(w.max(), 1e-9)
+    im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=top, aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     for (i, j), v in np.ndenumerate(w):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 * w.max() else "k")
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=fontsize, color="w" if v < 0.6 * top else "k")
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, fraction=0.04)
     return ax

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from nas_tutorial import darts
+from nas_tutorial import darts, ops
 from nas_tutorial import data as D
 from nas_tutorial.genotypes import DARTS_V1, DARTS_V2
 from nas_tutorial.ops import DARTS_OPS
@@ -18,9 +18,9 @@ matplotlib.use("Agg")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tiny(dtype=torch.float32, seed=0, layers=3, alpha_init_std=0.1):
+def _tiny(dtype=torch.float32, seed=0, layers=3, alpha_init_std=0.1, fused=True):
     torch.manual_seed(seed)
-    return darts.SearchNetwork(4, 10, layers, alpha_init_std=alpha_init_std).to(dtype).train()
+    return darts.SearchNetwork(4, 10, layers, alpha_init_std=alpha_init_std, fused=fused).to(dtype).train()
 
 
 def _batches(dtype=torch.float32, size=8, seed=1):
@@ -87,6 +87,132 @@ def test_wrong_alpha_shapes_and_unknown_operations_are_clear_errors():
         darts.SearchNetwork(4, 10, 3, ops=("none", "conv_9x9"))
     with pytest.raises(ValueError, match="unknown operation"):
         darts.derive_genotype(torch.zeros(14, 2), torch.zeros(14, 2), ops=("none", "sep_conv_3x3x"))
+
+
+# -- the fast path: the same mathematics as the readable one -------------------------------------
+def _fused_and_plain(seed=0, layers=3):
+    """Two float64 supernets with equal weights, α and batch-norm statistics: fused and readable."""
+    fused = _tiny(torch.float64, seed=seed, layers=layers, alpha_init_std=1.0)
+    with torch.no_grad():  # running statistics away from their initial 0 / 1
+        fused(torch.randn(6, 3, 8, 8, dtype=torch.float64))
+    plain = _tiny(torch.float64, seed=seed, layers=layers, fused=False)
+    plain.load_state_dict(fused.state_dict())
+    return fused, plain
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_supernet_equals_the_readable_one_in_float64(training):
+    fused, plain = _fused_and_plain()
+    assert fused.fused and all(c.fused for c in fused.cells) and not any(c.fused for c in plain.cells)
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (6,))
+    results = []
+    for model in (fused, plain):
+        model.train(training)
+        logits = model(x)
+        F.cross_entropy(logits, y).backward()  # gradients of w and of alpha
+        results.append((logits, {n: p.grad for n, p in model.named_parameters()}, model.state_dict()))
+    (logits_f, grads_f, state_f), (logits_p, grads_p, state_p) = results
+    torch.testing.assert_close(logits_f, logits_p, rtol=1e-10, atol=1e-12)
+    assert grads_f.keys() == grads_p.keys() and grads_f["alpha_normal"].abs().sum() > 0
+    for name in grads_p:
+        torch.testing.assert_close(grads_f[name], grads_p[name], rtol=1e-9, atol=1e-12, msg=name)
+    for name in state_p:  # running mean, variance and count of every batch norm, updated alike
+        torch.testing.assert_close(state_f[name], state_p[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_fused_supernet_follows_modules_swapped_in():
+    # the notebook's smooth copy: softplus for every ReLU, average for max pooling
+    def smooth(model):
+        for module in list(model.modules()):
+            for name, child in module.named_children():
+                if isinstance(child, torch.nn.ReLU):
+                    setattr(module, name, torch.nn.Softplus(beta=4))
+                elif isinstance(child, torch.nn.MaxPool2d):
+                    setattr(module, name, torch.nn.AvgPool2d(3, child.stride, 1, count_include_pad=False))
+        return model
+
+    fused, plain = (smooth(m) for m in _fused_and_plain(seed=1))
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), plain(x), rtol=1e-10, atol=1e-12)
+    relu_net = _tiny(torch.float64, seed=1, alpha_init_std=1.0)
+    relu_net.load_state_dict(fused.state_dict())
+    assert not torch.allclose(relu_net(x), fused(x))  # so the swap did change the function
+
+
+@pytest.mark.parametrize("order, method", [(1, "finite_difference"), (2, "finite_difference"), (2, "exact")])
+def test_fused_architect_hypergradient_and_steps_equal_the_readable_ones_in_float64(order, method):
+    fused, plain = _fused_and_plain(seed=2)
+    train, valid = _batches(torch.float64, seed=4)
+    results = []
+    for model in (fused, plain):
+        optimizer = torch.optim.SGD(model.weight_parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
+        architect = darts.Architect(model, optimizer, order=order, method=method, arch_lr=0.01)
+        hypergradient = architect.hypergradient(train, valid)  # Eq. 7 (or the first-order gradient)
+        for _ in range(2):  # two iterations of Alg. 1: alpha step, then weight step (momentum buffers exist)
+            architect.step(train, valid)
+            optimizer.zero_grad()
+            F.cross_entropy(model(train[0]), train[1]).backward(inputs=model.weight_parameters())
+            optimizer.step()
+        results.append((hypergradient, model.state_dict()))
+    (hyper_f, state_f), (hyper_p, state_p) = results
+    torch.testing.assert_close(hyper_f.val_loss, hyper_p.val_loss, rtol=1e-10, atol=0)
+    for name in hyper_p.grads:
+        torch.testing.assert_close(hyper_f.grads[name], hyper_p.grads[name], rtol=1e-7, atol=1e-10)
+    for name in state_p:
+        torch.testing.assert_close(state_f[name], state_p[name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [(3, 1, 1), (5, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 1),
+                                                      (5, 2, 2), (7, 2, 1)])
+def test_depthwise_conv2d_and_its_gradients_equal_conv2d(kernel, stride, dilation):
+    padding = dilation * (kernel - 1) // 2
+    x = torch.randn(3, 5, 9, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    out = ops.depthwise_conv2d(x, w, stride, padding, dilation)
+    ref = F.conv2d(x, w, None, stride, padding, dilation, groups=5)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(ref, (x, w), g))
+    # the backward is itself differentiable (the exact hypergradient needs it)
+    assert torch.autograd.gradcheck(lambda a, b: ops.depthwise_conv2d(a, b, stride, padding, dilation),
+                                    (x[:1, :2, :6, :6].detach().requires_grad_(), w[:2].detach().requires_grad_()))
+    assert torch.autograd.gradgradcheck(lambda a, b: ops.depthwise_conv2d(a, b, stride, padding, dilation),
+                                        (x[:1, :2, :6, :6].detach().requires_grad_(), w[:2].detach().requires_grad_()))
+
+
+@pytest.mark.parametrize("name", sorted(ops.OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_apply_many_equals_the_modules_one_by_one(name, stride, training):
+    torch.manual_seed(0)
+    modules = [darts.MixedOp(4, stride, (name,)).candidates[0].double() for _ in range(3)]  # the supernet's form
+    twins = [darts.MixedOp(4, stride, (name,)).candidates[0].double() for _ in range(3)]
+    x = torch.randn(4, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    for m, twin in zip(modules, twins):
+        m.train()(torch.randn(4, 4, 8, 8, dtype=torch.float64))  # distinct running statistics per module
+        twin.load_state_dict(m.state_dict())
+        m.train(training)
+        twin.train(training)
+    many = ops.apply_many(modules, x)  # (B, E or 1, C, H', W')
+    one_by_one = torch.stack([twin(x) for twin in twins], 1)
+    torch.testing.assert_close(many.expand_as(one_by_one), one_by_one, rtol=1e-10, atol=1e-12)
+    g = torch.randn_like(one_by_one)
+    params = [p for m in modules for p in m.parameters()]
+    twin_params = [p for m in twins for p in m.parameters()]
+    grads = torch.autograd.grad((many * g).sum(), [x] + params)
+    twin_grads = torch.autograd.grad((one_by_one * g).sum(), [x] + twin_params)
+    torch.testing.assert_close(grads, twin_grads, rtol=1e-9, atol=1e-12)
+    for m, twin in zip(modules, twins):
+        for (key, value), twin_value in zip(m.state_dict().items(), twin.state_dict().values()):
+            torch.testing.assert_close(value, twin_value, rtol=1e-10, atol=1e-12, msg=key)
+
+
+def test_the_readable_path_stays_selectable():
+    model = darts.SearchNetwork(4, 10, 3)
+    assert model.fused  # the default
+    model.fused = False
+    assert not any(cell.fused for cell in model.cells)
+    assert not darts.SearchNetwork(4, 10, 3, fused=False).cells[0].fused
 
 
 # -- hypergradients ------------------------------------------------------------------------------

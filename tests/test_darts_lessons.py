@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth_copy(model):
-    copy = darts.SearchNetwork(4, 10, 3).double()
+    copy = darts.SearchNetwork(4, 10, 3, fused=False).double()  # the readable path: ReLU and pooling as modules
     copy.load_state_dict(model.state_dict())
     for module in list(copy.modules()):
         for name, child in module.named_children():
