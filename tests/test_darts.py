@@ -11,6 +11,7 @@ from nas_tutorial import darts, ops
 from nas_tutorial import data as D
 from nas_tutorial.genotypes import DARTS_V1, DARTS_V2
 from nas_tutorial.ops import DARTS_OPS
+from tests.conftest import smoothed
 
 matplotlib.use("Agg")
 
@@ -121,17 +122,7 @@ def test_fused_supernet_equals_the_readable_one_in_float64(training):
 
 
 def test_fused_supernet_follows_modules_swapped_in():
-    # the notebook's smooth copy: softplus for every ReLU, average for max pooling
-    def smooth(model):
-        for module in list(model.modules()):
-            for name, child in module.named_children():
-                if isinstance(child, torch.nn.ReLU):
-                    setattr(module, name, torch.nn.Softplus(beta=4))
-                elif isinstance(child, torch.nn.MaxPool2d):
-                    setattr(module, name, torch.nn.AvgPool2d(3, child.stride, 1, count_include_pad=False))
-        return model
-
-    fused, plain = (smooth(m) for m in _fused_and_plain(seed=1))
+    fused, plain = (smoothed(m) for m in _fused_and_plain(seed=1))  # the notebook's smooth copy
     x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(fused(x), plain(x), rtol=1e-10, atol=1e-12)
     relu_net = _tiny(torch.float64, seed=1, alpha_init_std=1.0)

@@ -7,6 +7,7 @@ import torch
 
 from nas_tutorial import darts
 from nas_tutorial import data as D
+from tests.conftest import smoothed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -14,13 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _smooth_copy(model):
     copy = darts.SearchNetwork(4, 10, 3, fused=False).double()  # the readable path: ReLU and pooling as modules
     copy.load_state_dict(model.state_dict())
-    for module in list(copy.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.ReLU):
-                setattr(module, name, torch.nn.Softplus(beta=4))
-            elif isinstance(child, torch.nn.MaxPool2d):
-                setattr(module, name, torch.nn.AvgPool2d(3, child.stride, 1, count_include_pad=False))
-    return copy
+    return smoothed(copy)
 
 
 def _errors(model, train, valid, scales, xi=0.025):
