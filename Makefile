@@ -36,6 +36,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_darts.py
 	$(PY) benchmarks/bench_genetic_cnn.py
+	$(PY) benchmarks/bench_enas.py
+	$(PY) benchmarks/bench_fbnet.py
+	$(PY) benchmarks/bench_pnas.py
 
 clean:
 	rm -rf $(VENV)

@@ -11,7 +11,9 @@ Modules (read them in this order):
 - ``training``   a train/evaluate loop that resumes exactly
 - ``cells``      the stack of cells, and the evaluation network built from any genotype (DARTS, ENAS, PNAS, NAO)
 - ``evaluators`` evaluate a population in-process, on a process pool or on a Ray cluster; train from scratch
-- one module per method: ``darts``, ``genetic_cnn`` (its search space: ``genetic_cnn_space``)
+- ``blocks``     the MobileNetV2-style blocks of FBNet (and SPOS), a parameter and multiply-add counter
+- one module per method: ``enas`` (its search spaces: ``enas_space``), ``darts``, ``fbnet``,
+  ``genetic_cnn`` (its search space: ``genetic_cnn_space``), ``pnas``
 - ``figures``    regenerates ``images/`` (``python -m nas_tutorial.figures``)
 """
 

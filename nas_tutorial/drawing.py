@@ -52,6 +52,7 @@ class Graph:
     clusters: list[tuple[str, str, list[str]]] = field(default_factory=list)
     title: str = ""
     size: str = ""  # the largest drawing in inches, "width,height" ("": MAX_SIZE)
+    dotted: list[tuple[str, str]] = field(default_factory=list)  # edges (source, target) drawn dotted
 
     def dot(self):
         """The ``graphviz.Digraph`` of this graph (needs only the Python package to build)."""
@@ -75,7 +76,8 @@ class Graph:
         for sub in subgraphs:
             g.subgraph(sub)
         for src, dst, label, color in self.edges:
-            g.edge(src, dst, label=label, color=color, fontcolor=color[:7])  # labels opaque
+            extra = {"style": "dotted"} if (src, dst) in self.dotted else {}
+            g.edge(src, dst, label=label, color=color, fontcolor=color[:7], **extra)  # labels opaque
         return g
 
     def source(self) -> str:
@@ -101,7 +103,8 @@ class Graph:
             pos = {n: (y, -x) for n, (x, y) in pos.items()}
         for src, dst, label, color in self.edges:
             (x0, y0), (x1, y1) = pos[src], pos[dst]
-            ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=color, shrinkA=14, shrinkB=14))
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=color, shrinkA=14, shrinkB=14,
+                                                                ls=":" if (src, dst) in self.dotted else "-"))
             if label:
                 ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, color=color, fontsize=7, ha="center")
         for name, label, fill, style in self.nodes:
@@ -238,22 +241,25 @@ def mixed_cell_graph(num_nodes: int = 4, label: str = "mixed op", *, title: str 
     return g
 
 
-def macro_graph(layer_ops: list[str], skips: list[list[int]]) -> Graph:
-    """A layer-wise macro architecture (ENAS macro space): layer ``i`` runs ``layer_ops[i]`` on the
-    previous layer's output and also sums the outputs of the earlier layers listed in ``skips[i]``."""
+def macro_graph(layer_ops: list[str], skips: list[list[int]], *, title: str = "") -> Graph:
+    """A macro architecture (ENAS macro space) as the seed draws it: the chain of layers solid,
+    coloured by operation, and the skip connections dotted. With ``h_0`` the input (the stem's
+    output) and ``h_{i+1}`` layer ``i``'s output, layer ``i`` reads ``h_i`` and adds the outputs
+    ``h_j`` listed in ``skips[i]`` (``j < i``)."""
     if len(skips) != len(layer_ops):
         raise ValueError(f"skips must have one list per layer ({len(layer_ops)}), got {len(skips)}")
-    g = Graph("macro", rankdir="TB")
-    g.nodes.append(("input", "input", INPUT_COLOR, ""))
-    g.nodes += [(f"L{i}", f"{i}: {op}", NODE_COLOR, "") for i, op in enumerate(layer_ops)]
+    g = Graph("macro", rankdir="TB", title=title)
+    g.nodes.append(("h0", "input", INPUT_COLOR, ""))
+    g.nodes += [(f"h{i + 1}", f"{i}: {op}", NODE_COLOR, "") for i, op in enumerate(layer_ops)]
     g.nodes.append(("output", "output", OUTPUT_COLOR, ""))
     for i, (op, sk) in enumerate(zip(layer_ops, skips)):
-        bad = [j for j in sk if not 0 <= j < i - 1]
+        bad = [j for j in sk if not 0 <= j < i]
         if bad:
-            raise ValueError(f"layer {i}: skip sources {bad} must be earlier layers 0..{i - 2}")
-        g.edges.append(("input" if i == 0 else f"L{i - 1}", f"L{i}", "", op_color(op)))
-        g.edges += [(f"L{j}", f"L{i}", "skip", "#808080") for j in sorted(sk)]
-    g.edges.append((f"L{len(layer_ops) - 1}", "output", "", "#808080"))
+            raise ValueError(f"layer {i}: skip sources {bad} must be earlier outputs 0..{i - 1} (0: the input)")
+        g.edges.append((f"h{i}", f"h{i + 1}", "", op_color(op)))
+        g.edges += [(f"h{j}", f"h{i + 1}", "", "#808080") for j in sorted(sk)]
+        g.dotted += [(f"h{j}", f"h{i + 1}") for j in sorted(sk)]
+    g.edges.append((f"h{len(layer_ops)}", "output", "", "#808080"))
     return g
 
 

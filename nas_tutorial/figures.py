@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import drawing, genotypes
+from . import drawing, enas_space, genotypes
 
 
 def figure_graphs() -> dict[str, drawing.Graph]:
@@ -18,6 +18,11 @@ def figure_graphs() -> dict[str, drawing.Graph]:
         "darts_v2_normal": drawing.cell_graph(genotypes.DARTS_V2, "normal"),
         "darts_v2_reduce": drawing.cell_graph(genotypes.DARTS_V2, "reduce"),
         "darts_supernet_cell": drawing.mixed_cell_graph(4),
+        "enas_micro_normal": drawing.cell_graph(enas_space.ENAS_MICRO, "normal", title="ENAS normal cell"),
+        "enas_micro_reduce": drawing.cell_graph(enas_space.ENAS_MICRO, "reduce", title="ENAS reduction cell"),
+        "enas_macro": drawing.macro_graph(list(enas_space.ENAS_MACRO.ops),
+                                          [list(s) for s in enas_space.ENAS_MACRO.skips],
+                                          title="ENAS macro network (24 layers)"),
     }
 
 

@@ -23,6 +23,7 @@ records of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -42,7 +43,7 @@ Record = dict[str, Any]
 def plain(value: Any) -> Any:
     """``value`` as plain data (dicts, lists, str, int, float, bool, None): dataclasses become dicts,
     tuples lists, numpy and torch scalars Python numbers, functions and classes their dotted name,
-    anything else its ``repr``."""
+    a ``functools.partial`` its function and arguments, anything else its ``repr``."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
@@ -53,6 +54,8 @@ def plain(value: Any) -> Any:
         return value
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
         return value.item()
+    if isinstance(value, functools.partial):  # its repr would carry the function's address
+        return {"func": plain(value.func), "args": plain(value.args), "keywords": plain(value.keywords)}
     if callable(value) and hasattr(value, "__qualname__"):  # functions and classes: by name, no address
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)

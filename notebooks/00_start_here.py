@@ -200,12 +200,12 @@ drawing.show(drawing.cell_graph(g, "normal"))
 
 # %% [markdown]
 # ENAS's *macro* search space is not a cell but a chain of layers with optional skip connections
-# from any earlier layer; this is how such a network is drawn:
+# (dotted) from any earlier output, the input included; this is how such a network is drawn:
 
 # %%
 macro = drawing.macro_graph(
     ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "sep_conv_3x3", "avg_pool_3x3"],
-    [[], [], [0], [1], [0, 2], [3]],
+    [[], [], [1], [2], [1, 3], [4]],
 )
 drawing.show(macro)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas_tutorial import cells, darts, genetic_cnn, training
+from nas_tutorial import cells, darts, enas, enas_space, genetic_cnn, pnas, training
 from nas_tutorial.genotypes import DARTS_V2, Genotype
 
 CASES = {
@@ -31,6 +31,17 @@ CASES = {
                          ValueError, "alpha_normal has non-finite values"),
     "genetic config with a one-node stage": (lambda: genetic_cnn.GAConfig(stage_sizes=(3, 1)), ValueError,
                                              "'stage_sizes': stage 2 must have an integer K_s >= 2"),
+    "ENAS macro architecture with an unknown operation": (
+        lambda: enas_space.MacroArch(ops=["conv_3x3", "conv_9x9"], skips=[[], [0]]), ValueError,
+        "layer 1: unknown operation 'conv_9x9'; choose one of"),
+    "ENAS cell string cut short": (lambda: enas_space.from_enas_arc("0 2 0", "0 0 0 0"), ValueError,
+                                   "needs 4 numbers per block"),
+    "ENAS child of the wrong size": (lambda: enas_space.SharedCellNetwork(4, 10, 2, num_blocks=2)(
+        torch.zeros(2, 3, 8, 8), enas_space.ENAS_MICRO), ValueError, "genotype has 5 blocks per cell"),
+    "ENAS config with macro operations in the micro space": (
+        lambda: enas.EnasConfig(ops=("conv_3x3",)), ValueError, "field 'ops' must be a non-empty tuple of the micro"),
+    "PNAS config with no beam": (lambda: pnas.PNASConfig(beam_size=0), ValueError,
+                                 "field 'beam_size' must be an integer >= 1, got 0"),
     "search config that is not a config": (lambda: darts.DartsSearch({"epochs": 1}, None), TypeError,
                                            "config must be a nas_tutorial.search.Config"),
 }

@@ -43,16 +43,17 @@ GOLDEN_MACRO = """digraph macro {
 	rankdir=TB size="9,7"
 	node [fontname=Helvetica fontsize=11 shape=box style=filled]
 	edge [fontname=Helvetica fontsize=9]
-	input [label=input fillcolor="#f4a6a6" style=filled]
-	L0 [label="0: conv_3x3" fillcolor="#dde6f0" style=filled]
-	L1 [label="1: max_pool_3x3" fillcolor="#dde6f0" style=filled]
-	L2 [label="2: sep_conv_5x5" fillcolor="#dde6f0" style=filled]
+	h0 [label=input fillcolor="#f4a6a6" style=filled]
+	h1 [label="0: conv_3x3" fillcolor="#dde6f0" style=filled]
+	h2 [label="1: max_pool_3x3" fillcolor="#dde6f0" style=filled]
+	h3 [label="2: sep_conv_5x5" fillcolor="#dde6f0" style=filled]
 	output [label=output fillcolor="#a6d8a6" style=filled]
-	input -> L0 [label="" color="#d62728" fontcolor="#d62728"]
-	L0 -> L1 [label="" color="#1f77b4" fontcolor="#1f77b4"]
-	L1 -> L2 [label="" color="#2ca02c" fontcolor="#2ca02c"]
-	L0 -> L2 [label=skip color="#808080" fontcolor="#808080"]
-	L2 -> output [label="" color="#808080" fontcolor="#808080"]
+	h0 -> h1 [label="" color="#d62728" fontcolor="#d62728"]
+	h1 -> h2 [label="" color="#1f77b4" fontcolor="#1f77b4"]
+	h0 -> h2 [label="" color="#808080" fontcolor="#808080" style=dotted]
+	h2 -> h3 [label="" color="#2ca02c" fontcolor="#2ca02c"]
+	h1 -> h3 [label="" color="#808080" fontcolor="#808080" style=dotted]
+	h3 -> output [label="" color="#808080" fontcolor="#808080"]
 }
 """
 
@@ -77,7 +78,7 @@ def test_cell_dot_source_is_golden():
 
 
 def test_macro_dot_source_is_golden():
-    graph = drawing.macro_graph(["conv_3x3", "max_pool_3x3", "sep_conv_5x5"], [[], [], [0]])
+    graph = drawing.macro_graph(["conv_3x3", "max_pool_3x3", "sep_conv_5x5"], [[], [0], [1]])  # skips dotted
     assert graph.source() == GOLDEN_MACRO
 
 
@@ -99,7 +100,7 @@ def test_supernet_cell_has_all_mixed_edges():
 
 def test_macro_rejects_bad_skips():
     with pytest.raises(ValueError, match="skip sources"):
-        drawing.macro_graph(["a", "b"], [[], [1]])
+        drawing.macro_graph(["a", "b"], [[], [1]])  # layer 1 reads h_1 anyway
     with pytest.raises(ValueError, match="one list per layer"):
         drawing.macro_graph(["a", "b"], [[]])
 

@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from nas_tutorial import darts, genetic_cnn
+from nas_tutorial import darts, enas, fbnet, genetic_cnn, pnas
 from nas_tutorial import data as D
 from nas_tutorial.evaluators import ones_fraction
 from nas_tutorial.search import COMMON_KEYS, Checkpoint, Config, Search, differences, plain
@@ -76,6 +76,10 @@ def test_plain_and_differences():
         "a": [1, 2], "b": {"crop_padding": 4, "flip": True, "cutout": 0},
         "f": "nas_tutorial.evaluators.ones_fraction", "t": 2.5}
     assert differences({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == ["a.b=1 (now 2)"]
+    import functools
+
+    assert plain(functools.partial(ones_fraction, 3, k=2)) == {
+        "func": "nas_tutorial.evaluators.ones_fraction", "args": [3], "keywords": {"k": 2}}  # no address
 
 
 def test_config_base_is_frozen_and_has_no_fast_setting_by_default():
@@ -105,7 +109,27 @@ def _genetic_cnn_case(tiny_subsets):
     return genetic_cnn, genetic_cnn.GAConfig.fast(population_size=4, generations=2), ones_fraction, "generation"
 
 
-CASES = {"darts": _darts_case, "genetic_cnn": _genetic_cnn_case}
+def _enas_case(tiny_subsets):
+    config = enas.EnasConfig.fast(channels=4, layers=2, num_blocks=2, epochs=3, batch_size=8, steps_per_epoch=1,
+                                  controller_steps=2, samples_per_step=2, hidden_size=8, final_samples=2,
+                                  augment=D.Augment(crop_padding=1))
+    return enas, config, tiny_subsets, "epoch"
+
+
+def _fbnet_case(tiny_subsets):
+    config = fbnet.FBNetConfig.fast(image_size=8, epochs=3, warmup_epochs=0, batch_size=4, steps_per_epoch=1,
+                                    latency="macs", augment=D.Augment(crop_padding=1))
+    return fbnet, config, tiny_subsets, "epoch"
+
+
+def _pnas_case(tiny_subsets):
+    config = pnas.PNASConfig.fast(num_blocks=2, beam_size=3, first_beam=6, ensemble_size=2, hidden_size=8,
+                                  embedding_size=8, surrogate_epochs=2)
+    return pnas, config, pnas.toy_fitness, "b"
+
+
+CASES = {"darts": _darts_case, "enas": _enas_case, "fbnet": _fbnet_case, "genetic_cnn": _genetic_cnn_case,
+         "pnas": _pnas_case}
 
 
 def _strip(records):
@@ -153,7 +177,7 @@ def test_same_seed_same_records_and_resume_gives_the_uninterrupted_result(case, 
 
 def test_progress_is_a_text_bar_on_stdout(case, capsys):
     module, config, data, _ = case
-    module.search(config.replace(**{"epochs" if "epochs" in config.to_dict() else "generations": 1}), data,
-                  progress=True)
+    short = next({name: 1} for name in ("epochs", "generations", "num_blocks") if name in config.to_dict())
+    module.search(config.replace(**short), data, progress=True)
     out = capsys.readouterr().out
     assert module.__name__.rsplit(".", 1)[1] in out and "100%" in out and "best" in out
