@@ -2,7 +2,7 @@
 
 Every operation maps ``(B, C, H, W)`` to ``(B, C, H / stride, W / stride)``, so any of them can sit
 on any edge of a cell. Names follow the DARTS code base (Liu et al., 2019); ENAS, PNAS and NAO
-use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7``.
+use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7`` (PNAS).
 
 | name | what it is | used by |
 | --- | --- | --- |
@@ -11,7 +11,7 @@ use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7``.
 | ``max_pool_3x3`` / ``avg_pool_3x3`` | 3x3 pooling | all |
 | ``sep_conv_3x3/5x5/7x7`` | (ReLU, depthwise, pointwise, BN) applied twice | all |
 | ``dil_conv_3x3/5x5`` | ReLU, dilated depthwise (dilation 2), pointwise, BN | DARTS, PNAS |
-| ``conv_7x1_1x7`` | ReLU, 1x7 then 7x1 convolution, BN | PNAS, NAO |
+| ``conv_7x1_1x7`` | ReLU, 1x7 then 7x1 convolution, BN | PNAS |
 
 The end of the module computes one operation for several modules on the same input at once
 (:func:`apply_many`, with :func:`depthwise_conv2d`, :func:`batch_norm_concat` and

@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from nas_tutorial import darts, enas, fbnet, genetic_cnn, pnas
+from nas_tutorial import darts, enas, fbnet, genetic_cnn, nao, pnas
 from nas_tutorial import data as D
 from nas_tutorial.evaluators import ones_fraction
 from nas_tutorial.search import COMMON_KEYS, Checkpoint, Config, Search, differences, plain
@@ -128,8 +128,15 @@ def _pnas_case(tiny_subsets):
     return pnas, config, pnas.toy_fitness, "b"
 
 
+def _nao_case(tiny_subsets):
+    config = nao.NAOConfig.fast(num_blocks=2, seed_archs=6, top_k=3, new_archs=3, iterations=2, embedding_size=8,
+                                hidden_size=8, mlp_layers=1, mlp_hidden_size=8, epochs=2, batch_size=6,
+                                max_step_size=5.0)
+    return nao, config, nao.toy_fitness, "iteration"
+
+
 CASES = {"darts": _darts_case, "enas": _enas_case, "fbnet": _fbnet_case, "genetic_cnn": _genetic_cnn_case,
-         "pnas": _pnas_case}
+         "nao": _nao_case, "pnas": _pnas_case}
 
 
 def _strip(records):
