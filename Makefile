@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_enas.py
 	$(PY) benchmarks/bench_fbnet.py
 	$(PY) benchmarks/bench_pnas.py
+	$(PY) benchmarks/bench_spos.py
 	$(PY) benchmarks/bench_nao.py
 
 clean:

@@ -13,7 +13,7 @@ Modules (read them in this order):
 - ``evaluators`` evaluate a population in-process, on a process pool or on a Ray cluster; train from scratch
 - ``blocks``     the MobileNetV2-style blocks of FBNet (and SPOS), a parameter and multiply-add counter
 - one module per method: ``enas`` (its search spaces: ``enas_space``), ``darts``, ``fbnet``,
-  ``genetic_cnn`` (its search space: ``genetic_cnn_space``), ``pnas``, ``nao``
+  ``genetic_cnn`` (its search space: ``genetic_cnn_space``), ``pnas``, ``spos``, ``nao``
 - ``figures``    regenerates ``images/`` (``python -m nas_tutorial.figures``)
 """
 

@@ -75,7 +75,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import FBNET_BLOCKS, check_block_name, conv_bn, make_block, profile
+from .blocks import FBNET_BLOCKS, conv_bn, make_block, profile
+from .blocks import check_block_name as _check_any_block
 from .data import Augment, DeviceLoader, Subsets
 from .search import Config, Search, check
 from .training import evaluate
@@ -183,6 +184,15 @@ def cifar_macro(*, image_size: int = 32, num_classes: int = 10, width_mult: floa
     stages = tuple((scale_channels(f, width_mult), int(n), int(s)) for f, n, s in zip(widths, depths, strides))
     return Macro(stages, scale_channels(stem_channels, width_mult), stem_stride,
                  scale_channels(head_channels, width_mult), num_classes, image_size)
+
+
+def check_block_name(name: str) -> str:
+    """``name`` if it is one of FBNet's nine candidates (:data:`~nas_tutorial.blocks.FBNET_BLOCKS`), else a
+    ``ValueError`` listing them (the registry also holds SPOS's blocks, which are not FBNet candidates)."""
+    _check_any_block(name)
+    if name not in FBNET_BLOCKS:
+        raise ValueError(f"block {name!r} is not an FBNet candidate; choose one of: {', '.join(FBNET_BLOCKS)}")
+    return name
 
 
 # -- the search space: one of K candidates per layer ---------------------------------------------------

@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from nas_tutorial import darts, enas, fbnet, genetic_cnn, nao, pnas
+from nas_tutorial import darts, enas, fbnet, genetic_cnn, nao, pnas, spos
 from nas_tutorial import data as D
 from nas_tutorial.evaluators import ones_fraction
 from nas_tutorial.search import COMMON_KEYS, Checkpoint, Config, Search, differences, plain
@@ -135,8 +135,15 @@ def _nao_case(tiny_subsets):
     return nao, config, nao.toy_fitness, "iteration"
 
 
+def _spos_case(tiny_subsets):
+    config = spos.SPOSConfig.fast(image_size=8, epochs=2, batch_size=8, steps_per_epoch=1, population_size=4,
+                                  iterations=2, top_k=2, crossover_size=2, mutation_size=2, recalibration_batches=1,
+                                  recalibration_batch_size=8, augment=D.Augment(crop_padding=1))
+    return spos, config, tiny_subsets, "phase"
+
+
 CASES = {"darts": _darts_case, "enas": _enas_case, "fbnet": _fbnet_case, "genetic_cnn": _genetic_cnn_case,
-         "nao": _nao_case, "pnas": _pnas_case}
+         "nao": _nao_case, "pnas": _pnas_case, "spos": _spos_case}
 
 
 def _strip(records):
