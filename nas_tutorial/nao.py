@@ -1163,6 +1163,7 @@ NAONET = {"normal": _large_cell("0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7"),
 """NAONet, the paper's best CIFAR-10 cells (2.11% error at N = 6, F = 128 with cutout), found without
 weight sharing among 11 operations: plain data, ``(operation, input)`` per branch, two branches
 per block, as released (``NAONet-A`` of renqianluo/NAO_pytorch; the same cells as ``dag.NAONet.json``
-of renqianluo/NAO). Not a :class:`Genotype` and not buildable here: seven of its operations
-(``conv_1x1``, ``conv_3x3``, ``conv_1x3_3x1``, ``conv_1x7_7x1``, the 2x2 and 5x5 poolings) are not in
-:data:`nas_tutorial.ops.OPS`."""
+of renqianluo/NAO). Not a :class:`Genotype` and not buildable here: seven of the operations its cells
+use (``conv_1x1``, ``conv_3x3``, ``conv_1x3_3x1``, ``conv_1x7_7x1``, ``max_pool_2x2``, ``avg_pool_2x2``,
+``avg_pool_5x5``) are not in :data:`nas_tutorial.ops.OPS` (of :data:`NAONET_OPS`, ``max_pool_5x5`` is
+missing too, unused by these cells)."""
