@@ -21,9 +21,11 @@
 # notebook says so (sections 2 and 3).
 #
 # **Run time.** Fast mode (`NAS_TUTORIAL_FAST=1`, what the tests run) runs six short searches
-# (a small cell space on 16x16 images), which take most of its time: it took 184 s on the
-# project's 2-core test machine when this notebook was executed, while other work shared the
-# machine (the search cell prints the searches' time, the last cell the time of your run). The
+# (a small cell space on 16x16 images), which take most of its time: about 140 s on the
+# project's 2-core test machine (the README's table; the search cell prints the searches' time,
+# the last cell the time of your run). That is more than the 90 s of a quick notebook: three
+# seeds of a learning controller and three of a frozen one are what it takes to tell the
+# controller's learning from the noise of one run. The
 # default mode is sized for one GPU: a larger shared network on 32x32 images, the same six
 # searches and a retraining, aimed at at most 15 minutes. That is an **estimate**: the default
 # mode has not been timed on a GPU. The sizes are in the next cell.
@@ -771,7 +773,7 @@ def strip(records):  # without the wall-clock time; tensors (op_counts) as lists
 
 
 same = strip(resumed) == strip(runs[True, SEED][:RESUME_EPOCHS])
-print(f"stopped after {len(part)} epochs, resumed to {len(resumed)}: records equal the uninterrupted run's: {same}")
+print(f"stopped after {len(part)} epoch(s), resumed to {len(resumed)}: records equal the uninterrupted run's: {same}")
 
 # %%
 assert len(part) == RESUME_EPOCHS // 2 and len(resumed) == RESUME_EPOCHS
