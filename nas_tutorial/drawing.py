@@ -292,6 +292,7 @@ def combine(name: str, graphs: list[Graph], *, rankdir: str = "LR") -> Graph:
         rename = {n: f"{graph.name}_{n}" for n, *_ in graph.nodes}
         out.nodes += [(rename[n], label, fill, style) for n, label, fill, style in graph.nodes]
         out.edges += [(rename[a], rename[b], label, color) for a, b, label, color in graph.edges]
+        out.dotted += [(rename[a], rename[b]) for a, b in graph.dotted]
         out.clusters.append((graph.name, graph.name.replace("_", " "), [rename[n] for n, *_ in graph.nodes]))
     return out
 

@@ -223,3 +223,9 @@ def test_mixed_cell_plot_draws_one_arc_per_candidate_weighted_by_softmax():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(DARTS_OPS[1:])
     with pytest.raises(ValueError, match="weights must be"):
         drawing.mixed_cell_plot(ax, weights[:3], DARTS_OPS)
+
+
+def test_combine_keeps_dotted_edges():
+    macro = drawing.macro_graph(["conv_3x3", "max_pool_3x3"], [[], [0]])
+    both = drawing.combine("two", [macro])
+    assert both.dotted == [("macro_h0", "macro_h2")] and "style=dotted" in both.source()
