@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import drawing, enas_space, genotypes
+from . import drawing, enas_space, genotypes, nao, pnas
 
 
 def figure_graphs() -> dict[str, drawing.Graph]:
@@ -23,6 +23,9 @@ def figure_graphs() -> dict[str, drawing.Graph]:
         "enas_macro": drawing.macro_graph(list(enas_space.ENAS_MACRO.ops),
                                           [list(s) for s in enas_space.ENAS_MACRO.skips],
                                           title="ENAS macro network (24 layers)"),
+        "pnasnet5_cell": drawing.cell_graph(pnas.PNASNET5, "normal", title="PNASNet-5 cell (normal and reduction)"),
+        "naonet_ws_normal": drawing.cell_graph(nao.NAONET_WS, "normal", title="NAONet-WS normal cell"),
+        "naonet_ws_reduce": drawing.cell_graph(nao.NAONET_WS, "reduce", title="NAONet-WS reduction cell"),
     }
 
 
