@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,21 +36,10 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from nas_tutorial import enas  # noqa: E402
 from nas_tutorial import enas_space as S  # noqa: E402
-
-
-def timed(fn, repeats: int, sync) -> float:
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def shared_step(model, arch_fn, x, y):

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -43,21 +41,10 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from nas_tutorial import fbnet  # noqa: E402
 from nas_tutorial.utils import count_parameters  # noqa: E402
-
-
-def timed(fn, repeats: int, sync) -> float:
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def supernet_step(model: fbnet.FBNetSupernet, table: fbnet.LatencyTable, config: fbnet.FBNetConfig, x, y, *,

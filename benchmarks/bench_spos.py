@@ -35,9 +35,7 @@ import argparse
 import os
 import platform
 import random
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,21 +44,10 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from nas_tutorial import spos  # noqa: E402
 from nas_tutorial.utils import count_parameters  # noqa: E402
-
-
-def timed(fn, repeats: int, sync) -> float:
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def settings(device: str) -> dict:
