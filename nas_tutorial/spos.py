@@ -93,7 +93,7 @@ from torch.nn import functional as F
 from .blocks import SPOS_BLOCKS, copy_leading_slices, make_choice_block, profile
 from .data import Augment, DeviceLoader, Subsets
 from .search import Config, Search, check, plain
-from .training import evaluate, fit
+from .training import evaluate, fit, recalibrate_bn
 
 # -- the search space: the supernet's macro-architecture and the choices of each layer ---------------------------
 #: The middle-width scales of channel search (the authors' ``scale_list``): ``int(scale * C_out / 2)`` channels.
@@ -645,36 +645,6 @@ def train_step(supernet: SPOSSupernet, optimizer: PathSGD, x: torch.Tensor, y: t
 
 
 # -- weight inheritance and batch-norm recalibration ---------------------------------------------------------------
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
-                   forward: Callable[[nn.Module, torch.Tensor], object] | None = None) -> nn.Module:
-    """Recompute every batch norm's running statistics on ``images`` (the paper's step before evaluating an
-    inherited path): reset them, then average the statistics of the batches (a cumulative average,
-    ``momentum=None``), with everything else in eval mode (no dropout). Returns ``model`` in eval mode.
-
-    The authors' code runs 200 batches of 128 training images with PyTorch's default momentum 0.1
-    (an exponential average dominated by the last few dozen batches); the plain average uses every batch alike.
-    """
-    if len(images) == 0:
-        raise ValueError("recalibrate_bn needs at least one image")
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    model.eval()
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size]
-            (forward or (lambda mod, inp: mod(inp)))(model, x)
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.eval()
-    return model
-
-
 def evaluate_path(supernet: SPOSSupernet, arch: SPOSArch | str, images: torch.Tensor, labels: torch.Tensor, *,
                   recalibration_images: torch.Tensor | None = None, recalibration_batch_size: int = 128,
                   batch_size: int = 500) -> dict:

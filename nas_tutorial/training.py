@@ -66,6 +66,39 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     return {"loss": total_loss.item() / len(images), "acc": correct.item() / len(images)}
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
+                   forward: Callable[[nn.Module, torch.Tensor], object] | None = None) -> nn.Module:
+    """Recompute every batch norm's running statistics on ``images``: reset them, then average the
+    statistics of the batches (a cumulative average, ``momentum=None``), with everything else in eval
+    mode (no dropout). Returns ``model`` in eval mode. ``forward(model, x)`` replaces ``model(x)`` (e.g.
+    a supernet run on one path).
+
+    Why: a network whose weights come from a supernet (SPOS's inherited path, FBNet's sampled one) has
+    running statistics that mix every path the supernet trained. SPOS's authors' code runs 200 batches
+    of 128 training images with PyTorch's default momentum 0.1 (an exponential average dominated by the
+    last few dozen batches); the plain average here uses every batch alike.
+    """
+    if len(images) == 0:
+        raise ValueError("recalibrate_bn needs at least one image")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size]
+            (forward or (lambda mod, inp: mod(inp)))(model, x)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return model
+
+
 def fit(model: nn.Module, train_loader: DeviceLoader, valid: tuple[torch.Tensor, torch.Tensor], *,
         epochs: int, lr: float = 0.025, momentum: float = 0.9, weight_decay: float = 3e-4,
         aux_weight: float = 0.0, grad_clip: float | None = 5.0, amp: bool = True,
