@@ -42,7 +42,9 @@ Where this follows the authors' code (renqianluo/NAO, TensorFlow, and renqianluo
 - **Space.** The paper's main CIFAR-10 search (NAONet) used 11 operations; its weight-sharing
   search (NAO-WS) the ENAS cell space with five (identity, 3x3 and 5x5 separable convolution, 3x3
   average and max pooling: :data:`NAO_OPS`, in the authors' order). This module searches the
-  latter, for both the trained-from-scratch and the weight-sharing search, as ``NAO_V1`` does.
+  latter, for both the trained-from-scratch and the weight-sharing search, as ``NAO_V1`` does; the
+  NAONet cells of the larger space (:data:`NAONET_OPS`) are published data, built as the authors'
+  code builds them (:data:`NAONET`, :func:`naonet_parameter_count`).
 - **Tokens.** As the authors: ``0`` is ``<sos>``, input node :math:`j` is token :math:`1 + j`,
   operation :math:`k` is token :math:`B + 2 + k` (:class:`Vocab`).
 - **Encoder.** One LSTM state per branch: each step reads the concatenated embeddings of one
@@ -1153,17 +1155,49 @@ NAONET_OPS = ("skip_connect", "conv_1x1", "conv_3x3", "conv_1x3_3x1", "conv_1x7_
               "max_pool_3x3", "max_pool_5x5", "avg_pool_2x2", "avg_pool_3x3", "avg_pool_5x5")
 
 
-def _large_cell(arc: str) -> tuple[tuple[str, int], ...]:
-    values = [int(v) for v in arc.split()]
-    return tuple((NAONET_OPS[values[i + 1] - 5], values[i]) for i in range(0, len(values), 2))
+def from_large_arc(normal: str, reduce: str) -> Genotype:
+    """Decode the authors' strings of the 11-operation space: per block ``input op input op``, each
+    ``op`` a code 5..15 of their ``OPERATIONS_large`` (:data:`NAONET_OPS`, in that order)."""
+    def shift(arc: str, kind: str) -> list[int]:
+        values = [int(v) for v in arc.split()]
+        for i in range(1, len(values), 2):
+            if not 5 <= values[i] <= 5 + len(NAONET_OPS) - 1:
+                raise ValueError(f"{kind} cell, block {i // 4}: operation code {values[i]} must be in "
+                                 f"5..{5 + len(NAONET_OPS) - 1} (the authors' OPERATIONS_large)")
+        return [v - 5 if i % 2 else v for i, v in enumerate(values)]
+
+    return from_enas_arc(shift(normal, "normal"), shift(reduce, "reduce"), NAONET_OPS)
 
 
-NAONET = {"normal": _large_cell("0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7"),
-          "reduce": _large_cell("0 7 1 13 0 6 0 14 0 9 1 10 0 14 2 6 1 11 0 7")}
-"""NAONet, the paper's best CIFAR-10 cells (2.11% error at N = 6, F = 128 with cutout), found without
-weight sharing among 11 operations: plain data, ``(operation, input)`` per branch, two branches
-per block, as released (``NAONet-A`` of renqianluo/NAO_pytorch; the same cells as ``dag.NAONet.json``
-of renqianluo/NAO). Not a :class:`Genotype` and not buildable here: seven of the operations its cells
-use (``conv_1x1``, ``conv_3x3``, ``conv_1x3_3x1``, ``conv_1x7_7x1``, ``max_pool_2x2``, ``avg_pool_2x2``,
-``avg_pool_5x5``) are not in :data:`nas_tutorial.ops.OPS` (of :data:`NAONET_OPS`, ``max_pool_5x5`` is
-missing too, unused by these cells)."""
+NAONET = from_large_arc("0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7", "0 7 1 13 0 6 0 14 0 9 1 10 0 14 2 6 1 11 0 7")
+"""NAONet, the paper's best CIFAR-10 cells, found without weight sharing among the 11 operations of
+:data:`NAONET_OPS`, as released (``NAONet-A``, ``train_NAONet_A_*_cifar10*.sh`` of
+renqianluo/NAO_pytorch). The TensorFlow release (``dag.NAONet.json`` of renqianluo/NAO) has the same
+cells except that reduction block 2 swaps its inputs (``conv_1x7_7x1`` reads node 1 and
+``max_pool_2x2`` node 0 there): the same parameter count, another network. Both cell inputs are
+read, so the authors' output rule and ours build the same cells. Its operations follow the
+authors' PyTorch code (:mod:`nas_tutorial.ops`), except ``avg_pool_3x3``, which keeps the DARTS
+form (padding not counted in the average; the authors' code counts it): no parameter differs."""
+
+#: The paper's CIFAR-10 setting for NAONet's best result (2.11% error with cutout): N = 6 normal cells per
+#: stack (20 cells), F = 128, as both the authors' scripts (``train_NAONet_A_128_cifar10_4cards.sh``,
+#: TensorFlow ``train_cifar10_final.sh``). The paper's other NAONet row has F = 36 (3.18% error).
+NAONET_CIFAR = {"cells_per_stack": 6, "channels": 128}
+
+
+def naonet_parameter_count(**setting) -> int:
+    """Parameters of :data:`NAONET`'s CIFAR-10 network at :data:`NAONET_CIFAR` (``setting`` overrides),
+    without the auxiliary head, as the authors' code counts (``count_parameters_in_MB``).
+
+    Built on PyTorch's ``meta`` device: shapes only, no memory for the 145M weights. The count,
+    144,576,394 (11,470,150 at F = 36), equals that of the authors' released PyTorch model
+    (``NASNetworkCIFAR`` with the ``NAONet-A`` string), but **not** the paper's table, 128M (10.6M at
+    F = 36): no counting convention closes the gap. The auxiliary head adds parameters (664,842 at
+    F = 128), 3N cells instead of 3N + 2 give 123.6M and 9.8M, and the TensorFlow code, whose first
+    cell reads the stem output without the 1x1 reduction, has 41 F^2 - 2 F more (145.2M, 11.5M).
+    The paper's two figures are not even in the ratio of the widths squared (128 / 10.6 = 12.1 vs
+    our 12.6 and (128 / 36)^2 = 12.6).
+    """
+    with torch.device("meta"):
+        model = build_network(NAONET, **{**NAONET_CIFAR, **setting}, auxiliary=False)
+    return parameter_count(model)

@@ -1,8 +1,9 @@
 """Candidate operations of the cell-based NAS papers, in one registry.
 
 Every operation maps ``(B, C, H, W)`` to ``(B, C, H / stride, W / stride)``, so any of them can sit
-on any edge of a cell. Names follow the DARTS code base (Liu et al., 2019); ENAS, PNAS and NAO
-use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7`` (PNAS).
+on any edge of a cell. Names follow the DARTS code base (Liu et al., 2019); ENAS, PNAS and NAO-WS
+use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7`` (PNAS); NAO's main CIFAR-10
+space (NAONet, :data:`nas_tutorial.nao.NAONET_OPS`) adds plain convolutions and more pooling sizes.
 
 | name | what it is | used by |
 | --- | --- | --- |
@@ -12,6 +13,14 @@ use subsets of the same set, plus ``sep_conv_7x7`` and ``conv_7x1_1x7`` (PNAS).
 | ``sep_conv_3x3/5x5/7x7`` | (ReLU, depthwise, pointwise, BN) applied twice | all |
 | ``dil_conv_3x3/5x5`` | ReLU, dilated depthwise (dilation 2), pointwise, BN | DARTS, PNAS |
 | ``conv_7x1_1x7`` | ReLU, 1x7 then 7x1 convolution, BN | PNAS |
+| ``conv_1x1`` / ``conv_3x3`` | ReLU, convolution, BN | NAO |
+| ``conv_1x3_3x1`` / ``conv_1x7_7x1`` | ReLU, 1xk convolution, BN, ReLU, kx1 convolution, BN | NAO |
+| ``max_pool_2x2`` / ``avg_pool_2x2`` | zero row and column appended, then 2x2 pooling | NAO |
+| ``max_pool_5x5`` / ``avg_pool_5x5`` | 5x5 pooling (the average counts the padding) | NAO |
+
+The NAO operations follow the authors' PyTorch code (renqianluo/NAO_pytorch, ``NAO_V1``:
+``operations.py`` and ``Node`` in ``model.py``); where that differs from the DARTS operations of a
+similar name or from the authors' TensorFlow code (renqianluo/NAO), their docstrings say so.
 
 The end of the module computes one operation for several modules on the same input at once
 (:func:`apply_many`, with :func:`depthwise_conv2d`, :func:`batch_norm_concat` and
@@ -38,6 +47,14 @@ OP_FAMILY = {
     "dil_conv_3x3": "dilated",
     "dil_conv_5x5": "dilated",
     "conv_7x1_1x7": "factorized",
+    "conv_1x1": "conv",
+    "conv_3x3": "conv",
+    "conv_1x3_3x1": "factorized",
+    "conv_1x7_7x1": "factorized",
+    "max_pool_2x2": "pool",
+    "avg_pool_2x2": "pool",
+    "max_pool_5x5": "pool",
+    "avg_pool_5x5": "pool",
 }
 
 #: The eight DARTS candidates, in the order of the authors' code (alpha columns follow it).
@@ -99,6 +116,29 @@ class Conv7x1x1x7(nn.Sequential):
         )
 
 
+class FactorizedConv(nn.Sequential):
+    """NAO's ``conv_1xk_kx1``: ReLU, 1xk convolution, BN, then ReLU, kx1 convolution, BN (``k`` odd).
+
+    As the authors' PyTorch code (``Conv`` with a tuple kernel): the stride is split, ``(1, s)`` on
+    the 1xk and ``(s, 1)`` on the kx1 convolution. Unlike PNAS's :class:`Conv7x1x1x7` it is two
+    ReLU-conv-BN units (two batch norms, ``2 k C^2 + 4 C`` parameters); the TensorFlow code puts the
+    whole stride on the first convolution (same parameters, other sampling of the rows).
+    """
+
+    def __init__(self, channels, kernel_size, stride, affine=True):
+        if kernel_size % 2 == 0:
+            raise ValueError(f"FactorizedConv needs an odd kernel_size, got {kernel_size}")
+        pad = kernel_size // 2
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, (1, kernel_size), stride=(1, stride), padding=(0, pad), bias=False),
+            nn.BatchNorm2d(channels, affine=affine),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, (kernel_size, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
+            nn.BatchNorm2d(channels, affine=affine),
+        )
+
+
 class Zero(nn.Module):
     """The ``none`` operation: zeros of the output shape."""
 
@@ -137,6 +177,27 @@ def _pool(kind: str, stride: int) -> nn.Module:
     return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
 
 
+def _nao_pool(kind: str, kernel_size: int, stride: int) -> nn.Module:
+    """NAO's pooling, as the authors' PyTorch code builds it (``Node`` in ``NAO_V1/model.py``).
+
+    ``5x5``: padding 2; the average *counts* the zero padding (PyTorch's default), unlike the DARTS
+    ``avg_pool_3x3`` above and the TensorFlow code's ``SAME`` pooling, which both average the
+    pixels inside the image only. ``2x2``: an even kernel cannot be centred, so a zero row and
+    column are appended (bottom, right) and the 2x2 window pools without padding: at stride 1 the
+    last row and column see that zero (a max of at least 0, an average with a 0 in it), at stride 2
+    on an even size the zeros are never read. The TensorFlow code pads the same side but leaves
+    the padding out of the max and the average.
+    """
+    padding = kernel_size // 2 if kernel_size % 2 else 0
+    if kind == "max":
+        pool = nn.MaxPool2d(kernel_size, stride=stride, padding=padding)  # padding never wins a max
+    else:
+        pool = nn.AvgPool2d(kernel_size, stride=stride, padding=padding, count_include_pad=True)
+    if kernel_size % 2:
+        return pool
+    return nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), pool)  # (B, C, H + 1, W + 1), then (B, C, H / s, W / s)
+
+
 #: name -> factory(channels, stride, affine) -> module
 OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "none": lambda c, s, affine: Zero(s),
@@ -149,6 +210,15 @@ OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "dil_conv_3x3": lambda c, s, affine: DilConv(c, c, 3, s, 2, 2, affine),
     "dil_conv_5x5": lambda c, s, affine: DilConv(c, c, 5, s, 4, 2, affine),
     "conv_7x1_1x7": lambda c, s, affine: Conv7x1x1x7(c, s, affine),
+    # NAO (NAONet's space): plain convolutions, factorized pairs, 2x2 and 5x5 pooling
+    "conv_1x1": lambda c, s, affine: ReLUConvBN(c, c, 1, s, 0, affine),
+    "conv_3x3": lambda c, s, affine: ReLUConvBN(c, c, 3, s, 1, affine),
+    "conv_1x3_3x1": lambda c, s, affine: FactorizedConv(c, 3, s, affine),
+    "conv_1x7_7x1": lambda c, s, affine: FactorizedConv(c, 7, s, affine),
+    "max_pool_2x2": lambda c, s, affine: _nao_pool("max", 2, s),
+    "avg_pool_2x2": lambda c, s, affine: _nao_pool("avg", 2, s),
+    "max_pool_5x5": lambda c, s, affine: _nao_pool("max", 5, s),
+    "avg_pool_5x5": lambda c, s, affine: _nao_pool("avg", 5, s),
 }
 assert set(OPS) == set(OP_FAMILY)
 

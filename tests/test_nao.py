@@ -12,10 +12,10 @@ from nas_tutorial import data as D
 from nas_tutorial import nao
 from nas_tutorial.cells import NetworkCIFAR, parameter_count
 from nas_tutorial.enas import random_arch
-from nas_tutorial.enas_space import ENAS_OPS, from_enas_arc
+from nas_tutorial.enas_space import ENAS_OPS, from_enas_arc, to_enas_arc
 from nas_tutorial.evaluators import Evaluator, FailOn, InProcessEvaluator, describe_fitness
 from nas_tutorial.genotypes import DARTS_V2, Genotype
-from nas_tutorial.ops import OPS
+from nas_tutorial.ops import OPS, make_op
 from nas_tutorial.search import Search
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -531,16 +531,91 @@ def test_naonet_ws_is_the_released_cell_and_has_the_papers_parameter_count():
     assert parameter_count(nao.build_network(nao.NAONET_WS, cells_per_stack=6, channels=36)) == 2_921_302
 
 
-def test_naonet_is_data_in_eleven_operations_not_all_buildable_here():
-    assert len(nao.NAONET_OPS) == 11
-    for cell in ("normal", "reduce"):
-        edges = nao.NAONET[cell]
-        assert len(edges) == 10 and all(0 <= node <= b // 2 + 1 for b, (_, node) in enumerate(edges))
-        assert all(op in nao.NAONET_OPS for op, _ in edges)
-    assert nao.NAONET["normal"][:2] == (("conv_3x3", 0), ("avg_pool_5x5", 1))  # dag.NAONet.json's node_3
-    missing = sorted({op for cell in nao.NAONET.values() for op, _ in cell} - set(OPS))
-    assert missing == ["avg_pool_2x2", "avg_pool_5x5", "conv_1x1", "conv_1x3_3x1", "conv_1x7_7x1", "conv_3x3",
-                       "max_pool_2x2"]
+def test_naonet_is_the_released_cell_in_eleven_operations_and_builds():
+    assert len(nao.NAONET_OPS) == 11 and set(nao.NAONET_OPS) <= set(OPS)  # every operation is built here
+    g = nao.NAONET
+    assert isinstance(g, Genotype) and {op for op, _ in g.normal + g.reduce} <= set(nao.NAONET_OPS)
+    assert g.normal[:2] == (("conv_3x3", 0), ("avg_pool_5x5", 1))  # dag.NAONet.json's node_3
+    assert g.reduce[4:6] == (("conv_1x7_7x1", 0), ("max_pool_2x2", 1))  # "0 9 1 10" (the TF json swaps the inputs)
+    assert g.normal_concat == (3, 5, 6) and g.reduce_concat == (3, 4, 5, 6)  # the unread blocks
+    assert {n for _, n in g.normal} >= {0, 1} and {n for _, n in g.reduce} >= {0, 1}  # no unread cell input
+    normal, reduce = to_enas_arc(g, nao.NAONET_OPS)  # back to the authors' string (op codes 5..15)
+    released = "0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7 0 7 1 13 0 6 0 14 0 9 1 10 0 14 2 6 1 11 0 7"
+    assert [v + 5 if i % 2 else v for i, v in enumerate(normal + reduce)] == [int(v) for v in released.split()]
+    torch.manual_seed(0)
+    model = nao.build_network(g, cells_per_stack=1, channels=4, auxiliary=True)  # 5 cells: every operation runs
+    assert model.train()(torch.randn(2, 3, 16, 16))[0].shape == (2, 10)
+    assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_naonet_parameter_count_is_the_authors_code_not_the_papers_table():
+    count = nao.naonet_parameter_count()  # N = 6 (20 cells), F = 128, no auxiliary head
+    assert count == 144_576_394  # = the authors' NASNetworkCIFAR("NAONet-A", channels=128) without its aux head
+    assert round(count / 1e6) == 145 != 128  # the paper's 128M is not reproduced (see naonet_parameter_count)
+    small = nao.naonet_parameter_count(channels=36)
+    assert small == 11_470_150 and round(small / 1e6, 1) == 11.5 != 10.6  # nor its 10.6M at F = 36
+    with torch.device("meta"):  # shapes only: no memory for 145M weights
+        model = nao.build_network(nao.NAONET, **nao.NAONET_CIFAR, auxiliary=True)
+        fewer_cells = NetworkCIFAR(nao.NAONET, 128, layers=18, auxiliary=False)  # 3N cells instead of 3N + 2
+    assert len(model.cells) == 20 and [c.reduction for c in model.cells].count(True) == 2
+    assert parameter_count(model) == count
+    assert sum(p.numel() for p in model.parameters()) - count == 664_842  # the auxiliary head only adds
+    assert round(parameter_count(fewer_cells) / 1e6) == 124  # another depth does not give 128M either
+
+
+@pytest.mark.parametrize("name", ["conv_1x1", "conv_3x3", "conv_1x3_3x1", "conv_1x7_7x1", "max_pool_2x2",
+                                  "avg_pool_2x2", "max_pool_5x5", "avg_pool_5x5"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [7, 8])
+def test_naonet_operations_keep_channels_and_apply_the_stride(name, stride, size):
+    op = make_op(name, 6, stride)
+    assert op(torch.randn(2, 6, size, size)).shape == (2, 6, -(-size // stride), -(-size // stride))  # ceil
+
+
+def test_naonet_operations_are_the_authors():
+    c = 6
+    weights = {name: sum(p.numel() for p in make_op(name, c).parameters()) for name in nao.NAONET_OPS}
+    assert weights == {"skip_connect": 0, "conv_1x1": c * c + 2 * c, "conv_3x3": 9 * c * c + 2 * c,
+                       "conv_1x3_3x1": 6 * c * c + 4 * c, "conv_1x7_7x1": 14 * c * c + 4 * c,  # two conv-BN units
+                       "max_pool_2x2": 0, "max_pool_3x3": 0, "max_pool_5x5": 0, "avg_pool_2x2": 0, "avg_pool_3x3": 0,
+                       "avg_pool_5x5": 0}
+    pair = make_op("conv_1x3_3x1", c, stride=2)  # ReLU, 1x3 (stride 1, 2), BN, ReLU, 3x1 (stride 2, 1), BN
+    assert [type(m).__name__ for m in pair] == ["ReLU", "Conv2d", "BatchNorm2d"] * 2
+    assert (pair[1].kernel_size, pair[1].stride) == ((1, 3), (1, 2))
+    assert (pair[4].kernel_size, pair[4].stride) == ((3, 1), (2, 1))
+    conv = make_op("conv_3x3", c, stride=2)
+    assert [type(m).__name__ for m in conv] == ["ReLU", "Conv2d", "BatchNorm2d"] and conv[1].stride == (2, 2)
+
+    ones = torch.ones(1, 1, 4, 4)
+    # 2x2: a zero row and column appended, then pooled without padding; at stride 1 the last ones see the zero
+    avg = make_op("avg_pool_2x2", 1)(ones)[0, 0]
+    assert avg[:3, :3].eq(1).all() and avg[3, :3].eq(0.5).all() and avg[:3, 3].eq(0.5).all() and avg[3, 3] == 0.25
+    assert make_op("max_pool_2x2", 1)(-ones)[0, 0, 3].eq(0).all()  # the max of a border window is the zero pad
+    x = torch.randn(2, 3, 8, 8)  # at stride 2 on an even size the zeros are never read
+    torch.testing.assert_close(make_op("max_pool_2x2", 3, 2)(x), F.max_pool2d(x, 2))
+    torch.testing.assert_close(make_op("avg_pool_2x2", 3, 2)(x), F.avg_pool2d(x, 2))
+    # 5x5 counts its zero padding in the average (the authors' code); DARTS's avg_pool_3x3 does not (unchanged)
+    assert make_op("avg_pool_5x5", 1)(ones)[0, 0, 0, 0] == 9 / 25
+    assert make_op("avg_pool_3x3", 1)(ones).eq(1).all()
+    assert make_op("max_pool_5x5", 1)(-ones).eq(-1).all()  # max pooling's padding never wins
+
+
+_BLOCK = " 0 7 1 7"  # a block of two conv_3x3 on the cell inputs, in the authors' codes
+_CELL = _BLOCK.strip() + _BLOCK * 4
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: make_op("conv_2x2", 4), "unknown operation 'conv_2x2'; choose one of: .*conv_1x3_3x1"),
+    (lambda: make_op("conv_3x3", 4, stride=3), "stride must be 1 or 2"),
+    (lambda: nao.from_large_arc("0 7 1 16" + _BLOCK * 4, _CELL), "normal cell, block 0: operation code 16 must be"),
+    (lambda: nao.from_large_arc(_CELL, "0 7 1 7 0 4 1 7" + _BLOCK * 3), "reduce cell, block 1: operation code 4"),
+    (lambda: nao.from_large_arc("0 7 3 7" + _BLOCK * 4, _CELL), "normal cell, block 0: input 3 must be in 0..1"),
+    (lambda: Genotype(normal=[("conv_5x5", 0), ("conv_3x3", 1)], normal_concat=[2], reduce=[("conv_3x3", 0),
+                      ("conv_3x3", 1)], reduce_concat=[2]), "unknown operation 'conv_5x5'"),
+])
+def test_bad_naonet_input_is_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def test_the_module_has_one_search_class():

@@ -15,6 +15,20 @@ def test_every_operation_keeps_channels_and_applies_stride(name, stride):
     assert out.shape == (2, 8, 8 // stride, 8 // stride)
 
 
+def test_every_operation_has_a_family_with_a_colour():
+    from nas_tutorial.drawing import FAMILY_COLOR
+
+    assert set(ops.OP_FAMILY) == set(ops.OPS) and set(ops.OP_FAMILY.values()) <= set(FAMILY_COLOR)
+    assert {ops.OP_FAMILY[n] for n in ("conv_1x1", "conv_3x3", "conv_1x3_3x1", "avg_pool_2x2")} == {
+        "conv", "factorized", "pool"}
+
+
+@pytest.mark.parametrize("name", ["skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "dil_conv_5x5",
+                                  "conv_7x1_1x7", "conv_1x3_3x1", "max_pool_2x2", "avg_pool_5x5"])
+def test_odd_sizes_are_halved_rounding_up(name):
+    assert ops.make_op(name, 4, 2)(torch.randn(1, 4, 7, 7)).shape == (1, 4, 4, 4)
+
+
 def test_zero_is_zero_and_skip_is_identity():
     x = torch.randn(2, 4, 6, 6)
     assert torch.count_nonzero(ops.make_op("none", 4)(x)) == 0
@@ -24,6 +38,8 @@ def test_zero_is_zero_and_skip_is_identity():
 def test_unknown_operation_is_named():
     with pytest.raises(ValueError, match="unknown operation 'conv_9x9'.*sep_conv_3x3"):
         ops.make_op("conv_9x9", 4)
+    with pytest.raises(ValueError, match="unknown operation 'conv_5x5'; choose one of: .*conv_3x3"):
+        ops.make_op("conv_5x5", 4)  # ENAS's macro-space convolution, not a cell operation
     with pytest.raises(ValueError, match="stride"):
         ops.make_op("sep_conv_3x3", 4, stride=3)
 
