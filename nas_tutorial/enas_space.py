@@ -26,7 +26,9 @@ kind of cell.
 
 Where this module follows the authors' code (github.com/melodyguan/enas) rather than the paper,
 the docstring says so; the networks are written from the paper and that code's structure, not
-copied from it.
+copied from it. :class:`MacroNetwork` and :class:`MicroNetwork` are the authors' final networks;
+:func:`published_parameter_counts` sets their counts against the paper's Table 2 (the micro figure
+reproduces, the macro ones do not; the docstring gives the evidence).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .cells import make_stem, stack_cells
+from .cells import AuxiliaryHead, drop_path, make_stem, parameter_count, stack_cells
 from .genotypes import Genotype, _as_index, count_cells
 from .ops import FactorizedReduce, ReLUConvBN, make_op
 
@@ -347,6 +349,170 @@ class MacroNetwork(nn.Module):
             if str(i) in self.reduce:
                 h = [reduce(hj) for reduce, hj in zip(self.reduce[str(i)], h)]
         return self.classifier(h[-1].mean((2, 3)))
+
+
+# -- the authors' final micro network ------------------------------------------------------------------------
+def micro_reduction_layers(num_layers: int) -> tuple[int, int]:
+    """The two reduction cells of the authors' final micro network of ``num_layers + 2`` cells
+    (micro_child.py: ``[L // 3, 2 * (L // 3) + 1]``; the same cells as
+    :func:`~nas_tutorial.cells.reduction_layers` of ``num_layers + 2`` for 15 and 18)."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be positive, got {num_layers}")
+    distance = num_layers // 3
+    return distance, 2 * distance + 1
+
+
+class MicroCell(nn.Module):
+    """One cell of the authors' final micro network (micro_child.py, ``_fixed_layer``).
+
+    It differs from the DARTS-style :class:`~nas_tutorial.cells.Cell` in two ways that change the
+    parameter count: input 1, once calibrated to ``channels`` (a 1x1 ``ReLUConvBN``, only when its
+    width differs), passes through a second 1x1 ``ReLUConvBN`` (the code's ``layer_base``), and each
+    input is calibrated only when its width or resolution differs. The cell concatenates every node
+    no block reads, a cell input included (reduced by a factorized reduction in a reduction cell).
+    Separable convolutions are applied twice (``_fixed_conv``, ``stack_convs=2``), as ``make_op``
+    builds them; an identity with stride 2 is a factorized reduction.
+    """
+
+    def __init__(self, genotype: Genotype, in_channels_prev_prev: int, in_channels_prev: int, channels: int, *,
+                 reduction: bool, reduction_prev: bool):
+        super().__init__()
+        genotype.validate()
+        self.reduction = reduction
+        if reduction_prev:  # _maybe_calibrate_size: input 0 has twice the resolution
+            self.preprocess0 = FactorizedReduce(in_channels_prev_prev, channels)
+        elif in_channels_prev_prev != channels:
+            self.preprocess0 = ReLUConvBN(in_channels_prev_prev, channels, 1, 1, 0)
+        else:
+            self.preprocess0 = nn.Identity()
+        self.preprocess1 = (ReLUConvBN(in_channels_prev, channels, 1, 1, 0) if in_channels_prev != channels
+                            else nn.Identity())
+        self.layer_base = ReLUConvBN(channels, channels, 1, 1, 0)
+        edges, _ = genotype.cell("reduce" if reduction else "normal")
+        self.op_names = tuple(op for op, _ in edges)
+        self.sources = tuple(source for _, source in edges)
+        self.num_nodes = len(edges) // 2
+        self.ops = nn.ModuleList(make_op(op, channels, stride=2 if reduction and source < 2 else 1)
+                                 for op, source in edges)
+        self.concat = tuple(n for n in range(self.num_nodes + 2) if n not in set(self.sources))
+        # _fixed_combine: an unused input of a reduction cell is halved to the blocks' resolution
+        self.combine = nn.ModuleDict({str(n): FactorizedReduce(channels, channels)
+                                      for n in self.concat if reduction and n < 2})
+        self.out_channels = len(self.concat) * channels
+        self.drop_path_prob = 0.0
+
+    def forward(self, s0, s1):  # (B, C_pp, H', W'), (B, C_p, H, W) -> (B, len(concat) * C, H / s, W / s)
+        states = [self.preprocess0(s0), self.layer_base(self.preprocess1(s1))]  # both (B, C, H, W)
+        for j in range(self.num_nodes):
+            node = 0
+            for position in (2 * j, 2 * j + 1):
+                h = self.ops[position](states[self.sources[position]])
+                if self.training and self.drop_path_prob > 0 and self.op_names[position] != "skip_connect":
+                    h = drop_path(h, self.drop_path_prob)
+                node = node + h
+            states.append(node)
+        outputs = [self.combine[str(n)](states[n]) if str(n) in self.combine else states[n] for n in self.concat]
+        return torch.cat(outputs, dim=1)
+
+
+class MicroNetwork(nn.Module):
+    """The authors' final micro network for 32x32 images (micro_child.py with a fixed architecture).
+
+    A 3x3 stem to ``3 * channels``; ``num_layers + 2`` :class:`MicroCell` s, the two at
+    :func:`micro_reduction_layers` reducing and doubling the width; the auxiliary head on the cell
+    after the second reduction (training mode only, as in :class:`~nas_tutorial.cells.NetworkCIFAR`,
+    whose head it reuses with a classifier without bias); ReLU, global pooling and a linear layer
+    without bias. ``num_layers`` is the code's ``--child_num_layers`` (15 in the released script).
+    Count it with :func:`~nas_tutorial.cells.parameter_count` (no auxiliary head), as the code does.
+    """
+
+    def __init__(self, genotype: Genotype, channels: int = 36, num_classes: int = 10, num_layers: int = 15, *,
+                 auxiliary: bool = True, drop_path_prob: float = 0.0, in_channels: int = 3):
+        super().__init__()
+        if channels < 2 or channels % 2 or num_classes < 1:
+            raise ValueError(f"channels must be even and >= 2 and num_classes positive, got {channels}, "
+                             f"{num_classes}")
+        self.genotype = genotype
+        reductions = micro_reduction_layers(num_layers)
+        self.stem = make_stem(in_channels, 3 * channels)
+        self.cells = nn.ModuleList()
+        prev_prev = prev = 3 * channels
+        width, reduction_prev = channels, False
+        for i in range(num_layers + 2):
+            reduction = i in reductions
+            width *= 2 if reduction else 1
+            cell = MicroCell(genotype, prev_prev, prev, width, reduction=reduction, reduction_prev=reduction_prev)
+            self.cells.append(cell)
+            prev_prev, prev, reduction_prev = prev, cell.out_channels, reduction
+        self.auxiliary_index = reductions[1] + 1
+        self.auxiliary_head = None
+        if auxiliary and self.auxiliary_index < len(self.cells):
+            self.auxiliary_head = AuxiliaryHead(self.cells[self.auxiliary_index].out_channels, num_classes)
+            self.auxiliary_head.classifier = nn.Linear(768, num_classes, bias=False)
+        self.classifier = nn.Linear(prev, num_classes, bias=False)
+        self.drop_path_prob = drop_path_prob
+
+    @property
+    def drop_path_prob(self) -> float:
+        return self._drop_path_prob
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, value: float) -> None:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"drop_path_prob must be in [0, 1), got {value}")
+        self._drop_path_prob = float(value)
+        for cell in self.cells:
+            cell.drop_path_prob = float(value)
+
+    def forward(self, x):  # (B, 3, H, W) -> (B, num_classes) [, (B, num_classes)]
+        aux_logits = None
+        s0 = s1 = self.stem(x)  # (B, 3C, H, W)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1)
+            if i == self.auxiliary_index and self.auxiliary_head is not None and self.training:
+                aux_logits = self.auxiliary_head(s1)
+        logits = self.classifier(torch.relu(s1).mean((2, 3)))  # (B, C_last) -> (B, classes)
+        return (logits, aux_logits) if aux_logits is not None else logits
+
+
+# -- the published parameter counts ---------------------------------------------------------------------------
+#: Table 2 of the paper, in millions as printed.
+PAPER_PARAMETERS_M = {"micro": 4.6, "macro": 21.3, "macro, more channels": 38.0}
+
+
+def published_parameter_counts() -> dict[str, int]:
+    r"""Parameter counts of the released architectures, built as the authors' code builds them and
+    counted as it counts (trainable variables, auxiliary head excluded), against Table 2.
+
+    Micro (paper: 4.6M). The released ``cifar10_micro_final.sh`` (``--child_num_layers=15``,
+    ``--child_out_filters=36``) builds 15 + 2 cells: 3,894,372 (3.9M); with the auxiliary head,
+    which the code leaves out of its count (``"aux_head" not in var.name``), 4,389,220. The DARTS-style
+    :class:`~nas_tutorial.cells.NetworkCIFAR` has 3,729,430 at 15 + 2 cells and 4,394,710 at 18 + 2:
+    it lacks the 1x1 ``layer_base`` convolution every cell of the code applies to input 1 after the
+    calibration. The paper's 4.6M is reproduced by the code's own network at ``num_layers=18``, six
+    normal cells per stage (the NASNet setting, 20 cells as in DARTS): 4,587,372. That the paper used
+    18 is our inference from the count; the released script says 15.
+
+    Macro (paper: 21.3M; 38.0M "with more channels", the top layers widened to 512). Not reproduced.
+    The released ``general_child.py`` (``_fixed_layer``, ``whole_channels``) builds every operation
+    0-3 as a 1x1 convolution and a full k x k convolution (``create_weight([filter_size, filter_size,
+    out_filters, out_filters])``: the separable ones too), a 1x1 convolution over the concatenated
+    skips, a factorized reduction of every output at layers 7 and 15 while ``out_filters`` doubles
+    (96, 192, 384), and a classifier without bias: 42,559,392; with real separable convolutions,
+    30,947,424. Neither is 21.3M, and no even width c of the stages (c, 2c, 4c) rounds to it (c = 68:
+    21,364,988 plain; c = 80: 21,504,080 separable); with a top width of 512 every such network has at
+    least 40.4M, so none gives the 38.0M either. The first upload of the code (commit 026817d, Feb
+    2018) built a different fixed network (no stem, a single k x k convolution per layer, a 3x3
+    convolution over the concatenated skips, 2x2 max pooling, one width throughout): 14,020,896 at
+    96 channels, and no even width rounds to 21.3M (118: 21,179,938; 120: 21,903,720). The arc in the
+    paper's Figure 7 may also differ from the released 24-layer one; we cannot tell.
+    """
+    return {
+        "micro, released script (15 + 2 cells)": parameter_count(MicroNetwork(ENAS_MICRO, 36, 10, 15)),
+        "micro, 18 + 2 cells": parameter_count(MicroNetwork(ENAS_MICRO, 36, 10, 18)),
+        "macro, released code": parameter_count(MacroNetwork(ENAS_MACRO, 96, separable_as_regular=True)),
+        "macro, separable convolutions": parameter_count(MacroNetwork(ENAS_MACRO, 96)),
+    }
 
 
 # -- the micro space's shared weights ------------------------------------------------------------------------
