@@ -46,6 +46,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .ops import depthwise_conv2d
 from .utils import count_parameters
 
 
@@ -348,8 +349,9 @@ class SlicedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, out_channels: int | None = None) -> torch.Tensor:
         c_in, c_out = self.widths(x.shape[1], out_channels)
         weight = self.weight[:c_out] if self.depthwise else self.weight[:c_out, :c_in]  # (c_out, c_in / g, K, K)
-        return nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation,
-                                    c_in if self.depthwise else 1)  # -> (B, c_out, H / s, W / s)
+        if self.depthwise:  # PyTorch's CPU backward is slow for 5x5 and 7x7: ops.depthwise_conv2d's is not
+            return depthwise_conv2d(x, weight, self.stride[0], self.padding[0], self.dilation[0])  # (B, c, H/s, W/s)
+        return nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation)  # (B, c_out, ...)
 
 
 class SlicedBatchNorm2d(nn.BatchNorm2d):

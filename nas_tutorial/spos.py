@@ -83,6 +83,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -92,8 +93,11 @@ from torch.nn import functional as F
 
 from .blocks import SPOS_BLOCKS, copy_leading_slices, make_choice_block, profile
 from .data import Augment, DeviceLoader, Subsets
+from .drawing import INPUT_COLOR, NODE_COLOR, OUTPUT_COLOR, Graph
 from .search import Config, Search, check, plain
 from .training import evaluate, fit, recalibrate_bn
+from .utils import load_recorded as load_recorded_file
+from .utils import save_recorded
 
 # -- the search space: the supernet's macro-architecture and the choices of each layer ---------------------------
 #: The middle-width scales of channel search (the authors' ``scale_list``): ``int(scale * C_out / 2)`` channels.
@@ -1222,6 +1226,64 @@ def layer_table(arch: SPOSArch | str, space: SPOSSpace) -> list[dict]:
             for layer, name, width, b, w in zip(space.layers, arch.blocks, arch.widths, blocks, widths)]
 
 
+def block_graph(name: str, in_channels: int, out_channels: int, stride: int = 1, *, title: str = "") -> Graph:
+    """A drawing of choice block ``name`` read from the module itself (:func:`~nas_tutorial.blocks.make_choice_block`):
+    its channel split or projection branch, each main-branch layer (kernel, depthwise or not, stride, width:
+    ``m`` is the searched middle width) and the concatenation."""
+    block = make_choice_block(name, in_channels, out_channels, stride)
+    g = Graph(f"{name}_stride{stride}", rankdir="TB", title=title or f"{name}, stride {stride}",
+              nodes=[("x", f"input: {in_channels} channels", INPUT_COLOR, "")])
+
+    def describe(layer, width) -> str:
+        conv = layer.conv
+        kind = f"{conv.kernel_size[0]}x{conv.kernel_size[0]} {'depthwise' if conv.depthwise else 'conv'}"
+        stride_text = f", stride {conv.stride[0]}" if conv.stride[0] > 1 else ""
+        out = "same width" if width is None else ("m channels" if width == "mid" else f"{width} channels")
+        return f"{kind}{stride_text} -> {out}, BN" + (", ReLU" if layer.relu else "")
+
+    previous = "x"
+    if block.split:
+        half = in_channels // 2
+        g.nodes.append(("split", f"channel split: {half} pass by, {half} go on", NODE_COLOR, ""))
+        g.edges.append(("x", "split", "", "#333333"))
+        previous, keep = "split", "split"
+    else:
+        for i, layer in enumerate(block.proj):
+            g.nodes.append((f"proj{i}", describe(layer, None), NODE_COLOR, "dashed"))
+            g.edges.append(("x" if i == 0 else f"proj{i - 1}", f"proj{i}", "", "#808080"))
+        keep = f"proj{len(block.proj) - 1}"
+    for i, (layer, width) in enumerate(zip(block.main, block._plan)):
+        g.nodes.append((f"main{i}", describe(layer, width), NODE_COLOR, ""))
+        g.edges.append((previous, f"main{i}", "", "#333333"))
+        previous = f"main{i}"
+    g.nodes.append(("concat", f"concatenate -> {out_channels} channels", OUTPUT_COLOR, ""))
+    g.edges += [(previous, "concat", "", "#333333"), (keep, "concat", "", "#808080")]
+    return g
+
+
+def evolution_graph(config: SPOSConfig) -> Graph:
+    """The evolutionary search (the paper's Algorithm 1) as a flow chart, with ``config``'s numbers."""
+    c, limit = config, ("no limit" if config.flops_limit is None else f"FLOPs <= {config.flops_limit / 1e6:.3g}M")
+    g = Graph("spos_evolution", rankdir="TB", title="SPOS evolutionary search (Algorithm 1)")
+    g.nodes = [("init", f"P = {c.population_size} random paths ({limit}; others rejected and redrawn)",
+                INPUT_COLOR, ""),
+               ("eval", "each new path: inherit weights, recompute BN statistics, validation accuracy",
+                NODE_COLOR, ""),
+               ("topk", f"keep the top k = {c.top_k} of everything evaluated", NODE_COLOR, ""),
+               ("cross", f"{c.crossover_size} children by crossover of two top-k parents", NODE_COLOR, ""),
+               ("mutate", f"{c.mutation_size} children by mutation (each choice redrawn with p = {c.mutation_prob})",
+                NODE_COLOR, ""),
+               ("reject", "reject a child over the limit or seen before; fill up with random paths", NODE_COLOR,
+                "dashed"),
+               ("best", f"after T = {c.iterations} iterations: the best path, retrained from scratch",
+                OUTPUT_COLOR, "")]
+    g.edges = [("init", "eval", "", "#333333"), ("eval", "topk", "", "#333333"), ("topk", "cross", "", "#333333"),
+               ("topk", "mutate", "", "#333333"), ("cross", "reject", "", "#333333"),
+               ("mutate", "reject", "", "#333333"), ("reject", "eval", "next iteration", "#808080"),
+               ("topk", "best", "", "#333333")]
+    return g
+
+
 # -- the authors' released architectures ---------------------------------------------------------------------------
 #: Block and channel search, the released "OneShot" network (megvii-model/ShuffleNet-Series, ``OneShot/train.py``:
 #: ``architecture`` and ``scale_ids`` into ``scale_list``); its README: 328M FLOPs, 3.4M parameters, 25.1% top-1 error.
@@ -1265,3 +1327,148 @@ def train_from_scratch(arch: SPOSArch | str, space: SPOSSpace, data: Subsets, *,
     history = fit(net, loader, (data.valid_x, data.valid_y), epochs=epochs, lr=lr, weight_decay=weight_decay,
                   grad_clip=None, amp=False, checkpoint=checkpoint, progress=progress)
     return net, history
+
+
+# -- does it work? ranking by the supernet, evolution against random search, live and recorded -------------------
+def spread_paths(space: SPOSSpace, count: int, *, seed: int = 0, pool: int = 2000) -> list[SPOSArch]:
+    """``count`` paths of every size, from the smallest path of the space to the largest: for FLOPs evenly
+    spaced between the two, the path nearest to it among ``pool`` uniform samples and the two extremes
+    (a ranking check on paths of one size would measure mostly noise; ours, not the paper's)."""
+    if not 2 <= count <= pool:
+        raise ValueError(f"count must be in 2..pool={pool}, got {count!r}")
+    rng, costs = np.random.default_rng(seed), cost_table(space)
+    per_layer = costs.flops.reshape(space.num_layers, -1)  # (L, B * W)
+    W = len(space.widths)
+    extremes = [space.from_indices(*np.divmod(pick(per_layer, axis=1), W)) for pick in (np.argmin, np.argmax)]
+    paths = extremes + [sample_path(space, rng) for _ in range(pool)]
+    flops = np.array([costs.path_flops(p) for p in paths], dtype=np.float64)
+    chosen: list[int] = []
+    for target in np.linspace(flops.min(), flops.max(), count):
+        order = np.argsort(np.abs(flops - target), kind="stable")
+        chosen.append(int(next(i for i in order if i not in chosen)))
+    return [paths[i] for i in chosen]
+
+
+def chance_spearman(n: int, *, samples: int = 20_000, quantile: float = 0.95, seed: int = 0) -> float:
+    r"""The ``quantile`` of Spearman's :math:`\rho` between a fixed ranking of ``n`` items and random ones:
+    what a supernet that ranks by chance exceeds with probability ``1 - quantile``."""
+    if n < 3:
+        raise ValueError(f"need n >= 3 items, got {n!r}")
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(n, dtype=np.float64)
+    rho = [np.corrcoef(ranks, rng.permutation(n))[0, 1] for _ in range(samples)]
+    return float(np.quantile(rho, quantile))
+
+
+def ranking_check(supernet: SPOSSupernet, config: SPOSConfig, data: Subsets, paths: Sequence[SPOSArch | str], *,
+                  epochs: int, seeds: int = 1, batch_size: int = 64, lr: float = 0.1, seed: int = 0) -> dict:
+    r"""Does the supernet rank paths as training them would? For each path: its accuracy with inherited
+    weights (batch norm recomputed, and without that), and the validation accuracy of the same network
+    trained alone from new weights (:func:`train_from_scratch`, ``epochs``; the mean over ``seeds``
+    trainings, whose spread is the noise of the stand-alone accuracy: ``standalone_seed_sd``, the
+    standard deviation between seeds pooled over the paths); Spearman's :math:`\rho` between them, and
+    the :func:`chance_spearman` a random ranking reaches."""
+    from .pnas import spearman
+
+    recal, valid_x, valid_y = scoring_data(config, data)
+    paths = [str(supernet.space.check(p)) for p in paths]
+    inherited = [evaluate_path(supernet, p, valid_x, valid_y, recalibration_images=recal,
+                               recalibration_batch_size=config.recalibration_batch_size)["acc"] for p in paths]
+    stale = [evaluate_path(supernet, p, valid_x, valid_y)["acc"] for p in paths]  # the supernet's statistics
+    runs = [[train_from_scratch(path, supernet.space, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                                seed=seed + 1000 * k + i, augment=config.augment,
+                                dropout=config.dropout)[1][-1]["valid_acc"] for k in range(seeds)]
+            for i, path in enumerate(paths)]  # (paths, seeds)
+    alone = [float(np.mean(r)) for r in runs]
+    noise = float(np.sqrt(np.mean(np.var(runs, axis=1, ddof=1)))) if seeds > 1 else None
+    costs = cost_table(supernet.space)
+    return {"paths": paths, "flops": [costs.path_flops(p) for p in paths], "inherited": inherited,
+            "inherited_stale_bn": stale, "standalone": alone, "standalone_runs": runs,
+            "standalone_seed_sd": noise, "standalone_epochs": epochs,
+            "spearman": spearman(inherited, alone), "spearman_stale_bn": spearman(stale, alone),
+            "chance_spearman_95": chance_spearman(len(paths))}
+
+
+def study(config: SPOSConfig, data: Subsets, *, rank_paths: int = 8, standalone_epochs: int = 4,
+          standalone_seeds: int = 1, search_seeds: int = 3, progress: bool = False) -> dict:
+    """The notebook's whole experiment, as plain data: train the supernet (``config.epochs``), check its
+    ranking on ``rank_paths`` paths of every size (:func:`ranking_check`, ``standalone_seeds`` trainings
+    of each), then run evolution and random
+    search on it, same limit and budget, with seeds ``0..search_seeds-1`` (:func:`search_on_supernet`).
+    Returns ``{"supernet": epoch records, "ranking": ..., "searches": {searcher: [{"seed", "best",
+    "best_arch", "curve", "records"}]}, "supernet_model": the trained supernet}`` (``curve``: the best score
+    after each iteration; ``records``: the iterations' records, :func:`population_points` reads them)."""
+    run = SPOSSearch(config, data)
+    records = run.run(progress=progress)  # the supernet's epochs, then evolution with config.seed
+    space = run.supernet.space
+    ranking = ranking_check(run.supernet, config, data, spread_paths(space, rank_paths, seed=config.seed),
+                            epochs=standalone_epochs, seeds=standalone_seeds, seed=config.seed)
+    searches = {}
+    for searcher in ("evolution", "random"):
+        searches[searcher] = []
+        for seed in range(search_seeds):
+            if searcher == config.searcher and seed == config.seed:  # the run's own search: the same records
+                rs = records[config.epochs:]
+            else:
+                rs = search_on_supernet(run.supernet, config, data, searcher=searcher, seed=seed)
+            searches[searcher].append({"seed": seed, "best": rs[-1]["best_score"], "best_arch": rs[-1]["best_arch"],
+                                       "curve": [r["best_score"] for r in rs], "records": rs})
+    return {"supernet": [{k: r[k] for k in ("epoch", "train_loss", "train_acc", "probe_scores", "seconds")}
+                         for r in records[:config.epochs]],
+            "ranking": ranking, "searches": searches, "supernet_model": run.supernet}
+
+
+#: The longer CPU run the notebook loads (``python -m nas_tutorial.spos record``): the fast space, more data,
+#: epochs, paths and a larger search. Ours; the paper trains its supernet on ImageNet for 120 epochs.
+#: Changed once after seeing a result: a first run ranked 12 paths at FLOPs quantiles of uniform samples, each
+#: trained alone once for 15 epochs, and got rho = 0.02; those paths' stand-alone accuracies lay within 0.07
+#: of each other, with no measure of their noise. The ranking check now spans the space's whole FLOPs range
+#: and trains each path twice, so that the noise of the stand-alone accuracy is measured.
+RECORDED_SETTING = {"train_size": 10_000, "image_size": 16, "rank_paths": 10, "standalone_epochs": 10,
+                    "standalone_seeds": 2, "search_seeds": 3,
+                    "config": dict(epochs=60, lr=0.03, valid_size=2000, population_size=16, iterations=6, top_k=8,
+                                   crossover_size=8, mutation_size=8)}
+RECORDED_PATH = Path(__file__).with_name("recorded") / "spos_cpu.json"
+
+
+def record(path: str | os.PathLike = RECORDED_PATH, *, data_root: str | os.PathLike | None = None,
+           seed: int = 0, threads: int = 1) -> dict:
+    """Run :data:`RECORDED_SETTING` on the CPU and write its result, with the command, seed, machine and
+    duration, to ``path`` (JSON, a few kB; :func:`nas_tutorial.utils.save_recorded`)."""
+    from .data import load_cifar10, make_subsets
+
+    torch.set_num_threads(threads)
+    s = RECORDED_SETTING
+    cifar = load_cifar10(data_root)
+    data = make_subsets(cifar, train_size=s["train_size"], image_size=s["image_size"], seed=seed)
+    config = SPOSConfig.fast(**s["config"], seed=seed)
+    start = time.time()
+    result = study(config, data, rank_paths=s["rank_paths"], standalone_epochs=s["standalone_epochs"],
+                   standalone_seeds=s["standalone_seeds"], search_seeds=s["search_seeds"])
+    searches = {k: [{f: v for f, v in run.items() if f != "records"} for run in runs]
+                for k, runs in result["searches"].items()}  # the populations stay out: a few kB in all
+    described = (f"CIFAR-10: {len(cifar.train_labels):,} training images found; {len(data.train_x):,} to train, "
+                 f"{len(data.valid_x):,} to validate, at {s['image_size']}x{s['image_size']}")
+    return save_recorded(path, plain({"setting": s, "config": config, "supernet": result["supernet"],
+                                      "ranking": result["ranking"], "searches": searches}),
+                         command=f"python -m nas_tutorial.spos record --seed {seed} --threads {threads}", seed=seed,
+                         seconds=time.time() - start, data=described, threads=threads)
+
+
+def load_recorded(path: str | os.PathLike = RECORDED_PATH) -> dict:
+    """The recorded run (:func:`record`), as written."""
+    return load_recorded_file(path, "python -m nas_tutorial.spos record")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nas_tutorial.spos", description=record.__doc__)
+    parser.add_argument("command", choices=["record"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(RECORDED_PATH))
+    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $NAS_TUTORIAL_DATA or the cache)")
+    args = parser.parse_args()
+    result = record(args.out, data_root=args.data, seed=args.seed, threads=args.threads)
+    print(f"wrote {args.out} in {result['seconds']:.0f} s")

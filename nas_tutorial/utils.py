@@ -74,3 +74,34 @@ def count_parameters(module: torch.nn.Module, *, exclude: str | None = None) -> 
         for name, p in module.named_parameters()
         if p.requires_grad and (exclude is None or exclude not in name)
     )
+
+
+# -- longer runs recorded for a notebook (METHOD_CHECKLIST: "a longer run recorded with the package's own command")
+def save_recorded(path: str | os.PathLike, result: dict, *, command: str, seed: int, seconds: float, data: str,
+                  threads: int) -> dict:
+    """Write ``result`` (plain data) to the JSON file ``path`` with what a reader needs to trust and remake
+    it: the ``command`` that re-creates it, the seed, the duration, the date, the machine, torch's version
+    and a description of the ``data``. Returns what was written."""
+    import json
+    import platform
+    import time
+    from pathlib import Path
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU used"
+    out = {"command": command, "seed": seed, "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d"),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {threads} torch thread(s), {gpu}",
+           "torch": torch.__version__, "data": data, **result}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def load_recorded(path: str | os.PathLike, command: str) -> dict:
+    """A run written by :func:`save_recorded`; a missing file names the ``command`` that makes it."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no recorded run here; make it with `{command}`")
+    return json.loads(path.read_text())

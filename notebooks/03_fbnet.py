@@ -41,8 +41,8 @@ FAST = parse_flag(os.environ.get("NAS_TUTORIAL_FAST"), "NAS_TUTORIAL_FAST")  # 1
 
 if FAST:  # CPU laptop: FBNetConfig.fast(), a 7-layer super net at a quarter of Table 1's widths
     IMAGE_SIZE, NUM_CLASSES = 16, 4  # the first four classes of CIFAR-10 (section 5 says why)
-    TRAIN_SIZE = 2_500  # of those classes: 1,250 training (1,000 train w, 250 train theta) + 1,250 validation
-    SEARCH_EPOCHS = 8  # the epochs of FBNetConfig.fast(): the paper's 90-epoch annealing compressed into 8
+    TRAIN_SIZE = 2_000  # of those classes: 1,000 training (800 train w, 200 train theta) + 1,000 validation
+    SEARCH_EPOCHS = 8  # the epochs of FBNetConfig.fast(): tau annealed from 5 to 0.5 in them (section 5)
     SAMPLED_NETWORKS = 16  # random networks whose measured latency is compared with the table's sum
 else:  # GPU: the 22-layer CIFAR version of Table 1, a budget of at most 15 minutes for the six searches
     IMAGE_SIZE, NUM_CLASSES = 32, 10
@@ -238,7 +238,7 @@ assert fbnet.search_space_size(22) == 9**22
 # %% tags=["nbval-ignore-output"]
 if FAST:
     config = fbnet.FBNetConfig.fast(epochs=SEARCH_EPOCHS)
-else:  # Table 1 for CIFAR (22 layers), the annealing compressed as in fast(), theta 10x the paper's rate
+else:  # Table 1 for CIFAR (22 layers), the paper's whole annealing (5 to 0.09) compressed, theta 10x the paper's rate
     config = fbnet.FBNetConfig.cifar(epochs=SEARCH_EPOCHS, warmup_epochs=2, batch_size=64, theta_lr=0.1,
                                      tau_decay=math.exp(-0.045 * 90 / SEARCH_EPOCHS))
 cache = Path(tempfile.mkdtemp()) / "fbnet_latency.json"
@@ -554,10 +554,13 @@ for tau_ in (5.0, 0.09):  # the paper's first and last temperature (5 e^{-0.045 
 # (`nas_tutorial/search.py`), a `checkpoint` path makes a stopped search resume exactly.
 #
 # **The fast setting.** `FBNetConfig.fast()`: the 7-layer super net above on 16x16 images, 8 epochs
-# ($\theta$ frozen in the first two), the paper's annealing of $\tau$ from 5 compressed into them, at
-# most 10 steps per pass, learning rates 0.2 ($w$) and 0.3 ($\theta$, far above the paper's 0.01, so
-# that $\theta$ moves in a few dozen steps), no augmentation and a 128-channel last convolution (both
-# help the first hundred steps learn). Two changes in this notebook, both measured on the project's
+# ($\theta$ frozen in the first two), $\tau$ annealed from 5 to 0.5 in them (only the first part of
+# the paper's schedule, printed below: the almost one-hot masks of its last stretch train one random
+# path per step, from which this small super net learns too little in so few steps, as the
+# straight-through run at the end of this section measures), at most 10 steps per pass, learning
+# rates 0.2 ($w$) and 0.3 ($\theta$, far above the paper's 0.01, so that $\theta$ moves in a few dozen
+# steps), no augmentation and a 128-channel last convolution (both help the first hundred steps
+# learn). Two changes in this notebook, both measured on the project's
 # 2-core test machine:
 #
 # - **Four classes** (airplane, automobile, bird, cat) in fast mode. A super net runs nine blocks per
@@ -572,7 +575,15 @@ for tau_ in (5.0, 0.09):  # the paper's first and last temperature (5 e^{-0.045 
 # **The comparison.** One search shows what happened, not why. Each setting runs with three seeds,
 # once as FBNet and once with the latency term switched off ($\beta \to 0$ makes
 # $(\log \mathrm{LAT})^\beta \to 1$; $\alpha$ is raised to $\alpha (\log 10)^\beta$ so that the loss
-# starts at the same scale, and only the pull towards fast blocks is gone).
+# starts at the same scale, and only the pull towards fast blocks is gone). These are the two settings
+# of the latency-accuracy trade-off below: a second value of $\beta$ would take three more searches,
+# which the fast mode's time budget does not have (exercise 1).
+#
+# **Scoring an architecture with the super net's weights.** After each epoch the search scores its
+# most likely architecture on the validation half: `FBNetSearch.evaluate` copies that path out of the
+# super net (`FBNetSupernet.extract`) and first recomputes its batch-norm statistics on the first
+# training images of $w$'s part (how many: printed below; `nas_tutorial.training.recalibrate_bn`), because the super net's running statistics were
+# averaged over mixed masks and fit no single path (section 7).
 
 # %%
 keep_train, keep_test = cifar.train_labels < NUM_CLASSES, cifar.test_labels < NUM_CLASSES
@@ -593,18 +604,20 @@ print(f"epochs {config.epochs} (theta frozen in the first {config.warmup_epochs}
       f"{w_steps} steps on w (lr {config.lr}) and {theta_steps} on theta (lr {config.theta_lr}; the paper's: "
       f"{fbnet.FBNetConfig().theta_lr})")
 print(f"last 1x1 convolution: {config.head_channels} channels; augmentation: {config.augment}; "
-      f"LAT in units of the super net's E[LAT] at the start / {START_UNITS}")
-print(f"tau: {config.tau0} in epoch 1 to {fbnet.temperature(config.epochs - 1, config.tau0, config.tau_decay):.2f} "
-      f"in epoch {config.epochs}; alpha {config.alpha}, beta {config.beta}; without the latency term: "
-      f"alpha {no_latency.alpha:.3f}, beta {no_latency.beta}")
+      f"LAT in units of the super net's E[LAT] at the start / {START_UNITS}; batch norm recalibrated on "
+      f"{min(config.recalibration_size, n_w)} images")
+tau_end = fbnet.temperature(config.epochs - 1, config.tau0, config.tau_decay)
+print(f"tau: {config.tau0} in epoch 1 to {tau_end:.2f} in epoch {config.epochs} (the paper's schedule reaches "
+      f"{tau_end:.2f} after {math.log(config.tau0 / tau_end) / 0.045:.0f} of its 90 epochs); alpha {config.alpha}, "
+      f"beta {config.beta}; without the latency term: alpha {no_latency.alpha:.3f}, beta {no_latency.beta}")
 
 # %% tags=["nbval-ignore-output"]
-runs = {}  # (latency term on, seed) -> the records of one search
+searches, runs = {}, {}  # (latency term on, seed) -> the search (its super net, its table), its records
 start = time.perf_counter()
 for seed in SEEDS:
     for with_latency in (True, False):
-        runs[with_latency, seed] = fbnet.search((config if with_latency else no_latency).replace(seed=seed), subsets,
-                                                progress=True)
+        search = fbnet.FBNetSearch((config if with_latency else no_latency).replace(seed=seed), subsets)
+        searches[with_latency, seed], runs[with_latency, seed] = search, search.run(progress=True)
 search_seconds = time.perf_counter() - start
 print(f"6 searches in {search_seconds:.0f} s on {device.type}; unit of LAT: {config.latency_unit * 1000:.1f} µs "
       f"(in the 10 µs of fast() the super net would start at {uniform_lat / 0.01:.0f} units)")
@@ -636,7 +649,9 @@ for key, records in runs.items():
 #    training batches of the last warm-up epoch (all nine blocks mixed by soft masks at a high
 #    temperature, each batch scored before its weight step; the noise is that of a guesser on as many
 #    images), and that of the most likely architecture with the super net's weights on the
-#    validation half at the end (the search's `best_score`), with its spread over the six runs.
+#    validation half at the end (the search's `best_score`, batch norm recalibrated), with its spread
+#    over the six runs; the same architectures scored with the super net's running statistics show
+#    what the recalibration changes.
 
 # %% tags=["nbval-ignore-output"]
 def concentration(record):  # mean over the layers of the largest P_theta
@@ -654,10 +669,13 @@ on_mean, on_sd = mean_sd([runs[True, s][-1]["expected_latency"] / uniform_lat - 
 off_mean, off_sd = mean_sd([runs[False, s][-1]["expected_latency"] / uniform_lat - 1 for s in SEEDS])
 latency_signal, latency_noise = off_mean - on_mean, off_sd
 warm = [records[config.warmup_epochs - 1]["train_acc"] for records in runs.values()]  # the last warm-up epoch
-final = [records[-1]["valid_acc"] for records in runs.values()]
+final = [records[-1]["valid_acc"] for records in runs.values()]  # batch norm recalibrated
+final_raw = [searches[key].evaluate(records[-1]["best_arch"], recalibrate=False)["acc"]  # running statistics
+             for key, records in runs.items()]
 chance, n_valid, n_seen = 1 / NUM_CLASSES, len(subsets.valid_y), config.steps_per_epoch * config.batch_size
 chance_sd, seen_sd = (math.sqrt(chance * (1 - chance) / count) for count in (n_valid, n_seen * len(warm)))
 (warm_mean, warm_sd), (final_mean, final_sd) = mean_sd(warm), mean_sd(final)
+final_se = final_sd / math.sqrt(len(final))  # the noise of the mean over the six runs
 print(f"1. largest P_theta rose by {rise_mean:.2f} +- {rise_sd:.2f} from 1/9 (FBNet, mean +- SD over {n} seeds)")
 print(f"2. E[LAT] changed by {on_mean:+.0%} +- {on_sd:.0%} with the latency term, {off_mean:+.0%} +- {off_sd:.0%} "
       f"without (mean +- SD over {n} seeds): a difference of {latency_signal:.0%}, "
@@ -666,25 +684,31 @@ print(f"3. the super net at the end of the warm-up: {warm_mean:.1%} on average (
       f"on the {n_seen} training images of the epoch in each of the 6 runs, against chance {chance:.0%} +- "
       f"{seen_sd:.1%} on as many images: {(warm_mean - chance) / seen_sd:.1f} SD above (in the last epoch: "
       f"{min(r[-1]['train_acc'] for r in runs.values()):.1%} to {max(r[-1]['train_acc'] for r in runs.values()):.1%})")
-print(f"   the most likely architectures at the end: {final_mean:.1%} +- {final_sd / math.sqrt(len(final)):.1%} "
+print(f"   the most likely architectures at the end, batch norm recalibrated: {final_mean:.1%} +- {final_se:.1%} "
       f"(mean +- standard error of the 6 runs; {min(final):.1%} to {max(final):.1%}), chance {chance:.0%} "
-      f"+- {chance_sd:.1%} on {n_valid} images")
+      f"+- {chance_sd:.1%} on {n_valid} images: {(final_mean - chance) / final_se:.1f} standard errors above")
+print(f"   the same architectures with the super net's running statistics: {mean_sd(final_raw)[0]:.1%} "
+      f"({min(final_raw):.1%} to {max(final_raw):.1%}); recalibration raised the accuracy in "
+      f"{sum(a > b for a, b in zip(final, final_raw))} of the 6 runs and lowered it in "
+      f"{sum(a < b for a, b in zip(final, final_raw))}")
 
 # %%
 assert rise_mean > 0.2 and rise_mean > 2 * rise_sd  # theta concentrated, clearly more than the seeds disagree
 assert on_mean < 0 and latency_signal > 2 * latency_noise  # the latency term lowered E[LAT], beyond the noise
 assert warm_mean > chance + 4 * seen_sd and min(warm) > chance  # the super net learned in the warm-up
-assert all(0 <= acc <= 1 for acc in final)
+assert final_mean > chance + 2 * max(final_se, chance_sd)  # the found architectures too: t > 2 (one-sided p < 0.05)
+assert all(0 <= acc <= 1 for acc in final + final_raw)
 
 # %% [markdown]
 # Read the lines together. $\theta$ concentrates, and with the latency term it concentrates on faster
 # blocks: $E[\mathrm{LAT}]$ falls by more than it moves without the latency term.
-# The super net clearly learned during the warm-up. The most likely architectures at the end, scored
-# with the super net's weights, do worse than the super net did in its warm-up and vary a lot from
-# run to run: in a search this short the masks turn almost one-hot while $P_\theta$ is still spread
-# out, and weights shared by nine candidates fit no single architecture well (section 7). This is
-# why FBNet samples architectures from $P_\theta$ and trains them from scratch instead of trusting
-# the super net's score of them.
+# The super net clearly learned during the warm-up, and the most likely architectures at the end,
+# scored with the super net's weights and their own batch-norm statistics, are above chance by more
+# than twice the larger of two noises: the standard error of the six runs' mean, and a guesser's
+# spread on the validation images (the line above prints how many standard errors). Their accuracy
+# varies from run to run, and weights shared by nine candidates fit no single architecture well
+# (section 7): this is why FBNet samples architectures from $P_\theta$ and trains them from scratch
+# instead of trusting the super net's score of them.
 
 # %% [markdown]
 # The search, epoch by epoch: $E[\mathrm{LAT}]$ under $P_\theta$ and the accuracy of the most likely
@@ -702,7 +726,8 @@ for (with_latency, seed), records in runs.items():
     axes[1].plot(epochs, [chance] + [r["valid_acc"] for r in records], **style)
 axes[1].axhline(chance, color="k", lw=0.8, ls=":", label=f"chance ({chance:.0%})")
 axes[0].set(xlabel="epoch", ylabel="E[LAT] (ms)", title=r"expected latency under $P_\theta$")
-axes[1].set(xlabel="epoch", ylabel="validation accuracy", title="most likely architecture, super net's weights")
+axes[1].set(xlabel="epoch", ylabel="validation accuracy",
+            title="most likely architecture, super net's weights, BN recalibrated")
 for ax in axes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -753,6 +778,114 @@ print(f"mean LAT of the samples: {sum(sampled_lat[True]) / 6:.3f} ms with the la
 
 # %%
 assert all(len(v) == 6 and all(table.extremes()[0] <= x <= table.extremes()[1] for x in v) for v in sampled_lat.values())
+
+# %% [markdown]
+# ### The latency-accuracy trade-off
+#
+# Where do the networks each setting finds lie in the latency-accuracy plane, and where do random
+# ones lie? For each of the six searches, `fbnet.latency_accuracy` draws two architectures from its
+# $P_\theta$ (the found networks) and two uniformly at random (the same two for both settings of a
+# seed), and places each at its latency from the table, $\mathrm{LAT}(a)$, and its validation accuracy
+# with that search's super-net weights, batch norm recalibrated. The random architectures are scored
+# on the same super nets as the found ones, so both share the quality of those weights. The two
+# settings are FBNet ($\beta = 0.6$) and the latency term switched off: no second $\beta$ fits the
+# fast mode's time budget (exercise 1). Each summary line is the mean over the three seeds of each
+# search's mean, with the SD over the seeds.
+
+# %% tags=["nbval-ignore-output"]
+points = {(on, seed): fbnet.latency_accuracy(search, found=2, random=2, seed=seed)  # random: the same for both settings
+          for (on, seed), search in searches.items()}
+
+
+def kind_mean(search_points, kind, field):  # the mean of one field over one search's points of one kind
+    values = [p[field] for p in search_points if p["kind"] == kind]
+    return sum(values) / len(values)
+
+
+rows = {(on, kind): tuple(mean_sd([kind_mean(points[on, s], kind, field) for s in SEEDS])
+                          for field in ("latency", "acc"))  # (LAT, accuracy), each (mean, SD) over the seeds
+        for on in (True, False) for kind in ("found", "random")}
+names = {True: "FBNet", False: "no latency term"}
+print(f"{'':>41} {'LAT (ms)':>15} {'accuracy':>15}")
+for (on, kind), ((lat_m, lat_s), (acc_m, acc_s)) in rows.items():
+    label = f"{names[on]}, found" if kind == "found" else f"random, on the {names[on]} super nets"
+    print(f"{label:>41} {lat_m:8.3f} +- {lat_s:.3f} {acc_m:9.1%} +- {acc_s:.1%}")
+gain = {on: mean_sd([kind_mean(points[on, s], "found", "acc") - kind_mean(points[on, s], "random", "acc")
+                     for s in SEEDS]) for on in (True, False)}
+for on, (g_m, g_s) in gain.items():
+    verdict = "beyond" if abs(g_m) > 2 * g_s else "within"
+    print(f"{names[on]}: found minus random on the same super net: {g_m:+.1%} +- {g_s:.1%} (mean +- SD over "
+          f"{len(SEEDS)} seeds): {verdict} the noise (twice the SD)")
+
+
+def found_difference(field):  # all found networks, no latency term minus FBNet: difference of means, Welch's t
+    on, off = (torch.tensor([p[field] for s in SEEDS for p in points[with_latency, s] if p["kind"] == "found"],
+                            dtype=torch.float64) for with_latency in (True, False))
+    difference = (off.mean() - on.mean()).item()
+    return difference, difference / math.sqrt(on.var().item() / len(on) + off.var().item() / len(off))
+
+
+(lat_gap, lat_t), (acc_gap, acc_t) = found_difference("latency"), found_difference("acc")
+print(f"FBNet's networks are {lat_gap:.3f} ms faster (Welch's t = {lat_t:.1f} over the found networks of both "
+      f"settings) and {abs(acc_gap):.1%} {'less' if acc_gap > 0 else 'more'} accurate (t = {abs(acc_t):.1f}) than "
+      "those found without the latency term")
+
+fig, ax = plt.subplots(figsize=(7, 4.4))
+styles = {(True, "found"): dict(color=plt_color(0), marker="o"), (False, "found"): dict(color=plt_color(1), marker="s"),
+          (True, "random"): dict(color="#888888", marker="x"), (False, "random"): dict(color="#bbbbbb", marker="+")}
+for (on, kind), style in styles.items():
+    mine = [p for s in SEEDS for p in points[on, s] if p["kind"] == kind]
+    label = f"{names[on]}: found" if kind == "found" else f"random, on the {names[on]} super nets"
+    ax.scatter([p["latency"] for p in mine], [p["acc"] for p in mine], s=22, alpha=0.7, label=label, **style)
+    if kind == "found":
+        (lat_m, lat_s), (acc_m, acc_s) = rows[on, kind]
+        ax.errorbar(lat_m, acc_m, xerr=lat_s, yerr=acc_s, color=style["color"], capsize=3, lw=1.5)
+ax.axhline(chance, color="k", lw=0.8, ls=":", label=f"chance ({chance:.0%})")
+ax.axvline(uniform_lat, color="k", lw=0.8, ls="--", label="E[LAT] of a uniformly random network")
+ax.set(xlabel="LAT(a) from the table (ms)", ylabel="validation accuracy (super net's weights, BN recalibrated)",
+       title="latency-accuracy plane, 3 seeds per setting (bars: mean and SD over seeds)")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=7)
+plt.show()
+
+# %%
+assert all(len(v) == 4 and all(table.extremes()[0] <= p["latency"] <= table.extremes()[1] and 0 <= p["acc"] <= 1
+                                for p in v) for v in points.values())
+assert [p["arch"] for p in points[True, SEED] if p["kind"] == "random"] == \
+    [p["arch"] for p in points[False, SEED] if p["kind"] == "random"]  # random: the same for both settings
+assert all(p["acc"] == searches[key].evaluate(p["arch"])["acc"] for key in [(True, SEED)] for p in points[key])
+
+# %% [markdown]
+# The printed lines measure, against the spread of the networks and the disagreement of the seeds,
+# how far the latency term moved the found networks towards the fast end of the plane, whether the two
+# settings' networks also differ in accuracy, and whether the found networks beat random ones on the
+# same weights. Two draws per search blur the shift in latency: section 5 asserted it on
+# $E[\mathrm{LAT}]$ under $P_\theta$, which no sampling blurs. These accuracies are those of super-net weights after a few dozen steps:
+# a real trade-off curve needs the found networks trained from scratch (exercise 2).
+
+# %% [markdown]
+# ### Straight-through in the search
+#
+# With `hard=True` a weight step runs only the sampled block of each layer, so it is much cheaper. But
+# every step then trains one random path, and this small super net learns little that way in the fast
+# setting's few steps. The warm-up of a straight-through search (seed 0: the same 20 weight steps, at
+# the same temperatures and learning rate), against the six soft runs above, on the training batches
+# of the last warm-up epoch:
+
+# %% tags=["nbval-ignore-output"]
+hard_search = fbnet.FBNetSearch(config.replace(hard=True, seed=SEED), subsets)
+start = time.perf_counter()
+hard_records = [hard_search.step(epoch) for epoch in range(config.warmup_epochs)]  # theta frozen: w steps only
+hard_seconds = time.perf_counter() - start
+hard_warm, one_sd = hard_records[-1]["train_acc"], math.sqrt(chance * (1 - chance) / n_seen)
+soft_seconds = sum(r["seconds"] for records in runs.values() for r in records[:config.warmup_epochs]) / len(runs)
+print(f"straight-through: {hard_warm:.1%} (chance {chance:.0%} +- {one_sd:.1%} on these {n_seen} images); soft: "
+      f"{warm_mean:.1%} on average, {min(warm):.1%} to {max(warm):.1%} in the six runs")
+print(f"the two warm-up epochs took {hard_seconds:.1f} s straight-through, {soft_seconds:.1f} s soft (mean of the "
+      "six runs; each epoch includes scoring the most likely architecture)")
+
+# %%
+assert hard_warm < warm_mean - 3 * one_sd  # the straight-through warm-up learned clearly less than the soft one
 
 # %% [markdown]
 # ## 6. The published FBNet-A, -B and -C
@@ -822,16 +955,18 @@ assert round(counts["fbnet_b"].macs / 1e6) == 297 and round(counts["fbnet_c"].co
 #   accuracy when trained alone: its blocks were trained inside other architectures, with soft masks
 #   at a high temperature. FBNet trains the sampled architectures from scratch. Batch norm adds to
 #   the gap: its running statistics, which evaluation uses, were averaged over many masks and over
-#   weights that changed quickly, so they fit no single architecture well, and a network scored with
-#   them can predict a single class (the stretches at exactly chance in the accuracy curves);
-#   re-estimating them for the architecture being scored, as SPOS does, is the usual remedy.
+#   weights that changed quickly, so they fit no single architecture well. The search therefore
+#   re-estimates them for each architecture it scores (`FBNetSearch.evaluate`), as SPOS does; section
+#   5 printed what that changed.
 # - **A short annealing.** With the paper's schedule squeezed into a few epochs, the masks become
 #   almost one-hot while $P_\theta$ is still spread out, so the super net trains a different random
-#   single path at each step, and it loses much of what it learned in the warm-up (compare its
-#   training accuracy at the end of the warm-up and in the last epoch, printed in section 5).
+#   single path at each step, which teaches this small super net little (the straight-through run of
+#   section 5). The fast mode therefore stops the annealing at $\tau = 0.5$; the docstring of
+#   `FBNetConfig.fast()` records what the paper's full schedule gave on the project's test machine.
 # - **Cost.** The soft super net runs all nine blocks of every layer at every step: nine networks'
 #   worth of compute and memory. The straight-through variant (`hard=True`) runs one block per layer
-#   in the weight steps, but then most blocks are trained on a fraction of the steps.
+#   in the weight steps, but then each step trains one random path, and each block only on the steps
+#   that sample it.
 #
 # ## 8. Summary
 #
@@ -846,17 +981,20 @@ assert round(counts["fbnet_b"].macs / 1e6) == 297 and round(counts["fbnet_c"].co
 #   finite differences and the straight-through variant.
 # - In the search, $\theta$ concentrates and the latency term lowers the expected latency, beyond the
 #   spread over seeds; the final architectures are sampled from $P_\theta$.
+# - Scored with the super net's weights, an architecture needs its own batch-norm statistics
+#   (recalibration); the found architectures are then above chance beyond the noise of six runs, and
+#   in the latency-accuracy plane the latency term moves them to the fast end.
 #
 # ## 9. Exercises
 #
-# 1. Run the search at $\beta = 0.3$ and $\beta = 1.0$ (`config.replace(beta=...)`) and plot, for each,
-#    the table latency and the accuracy of the architectures it samples: the latency-accuracy
-#    trade-off that $\alpha$ and $\beta$ control.
+# 1. Run the search at $\beta = 0.3$ and $\beta = 1.0$ (`config.replace(beta=...)`) and add the
+#    architectures each finds to the latency-accuracy plane (`fbnet.latency_accuracy`): the trade-off
+#    that $\alpha$ and $\beta$ control.
 # 2. Train the six sampled architectures from scratch (`fbnet.FBNet(arch, macro)` and
 #    `nas_tutorial.training.fit`) and compare their accuracy with the super net's estimate.
 # 3. Replace the measured table by multiply-adds (`latency="macs"`): which blocks does the search
 #    prefer now, and why does the paper insist on measuring?
 # 4. Measure the table with two threads (`torch.set_num_threads(2)`), or on a GPU at batch sizes 1
 #    and 64, and compare the rankings of the blocks.
-# 5. Switch on the straight-through sample (`hard=True`) and compare the time per epoch and the
-#    concentration of $\theta$.
+# 5. Run a whole search with the straight-through sample (`hard=True`): how many more weight steps
+#    does it need before the super net beats chance, and does it still fit in the soft search's time?

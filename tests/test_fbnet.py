@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from nas_tutorial import blocks, fbnet
 from nas_tutorial import data as D
 from nas_tutorial.blocks import FBNET_BLOCKS
+from nas_tutorial.training import recalibrate_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -253,6 +254,16 @@ def test_supernet_with_a_one_hot_mask_is_the_network_of_that_architecture():
     # and it runs only the chosen blocks: the same multiply-adds as the network
     counted = blocks.profile(supernet, (3, 8, 8), forward=lambda m, inp: m(inp, mask))
     assert counted.macs == blocks.profile(net, (3, 8, 8)).macs
+    # extract() builds that network with a copy of the super net's weights and statistics
+    extracted = supernet.extract(arch)
+    assert extracted.arch == arch and extracted.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(extracted.state_dict()[key], value), key
+    torch.testing.assert_close(extracted(x), supernet(x, mask), rtol=1e-12, atol=1e-12)  # train mode: batch stats
+    torch.testing.assert_close(extracted.eval()(x), supernet.eval()(x, mask), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        next(extracted.parameters()).add_(1.0)  # a copy: the super net is not changed
+    assert not torch.equal(next(extracted.parameters()), supernet.stem[0].weight)
 
 
 def test_mixed_block_is_the_weighted_sum_and_theta_is_a_parameter():
@@ -278,6 +289,47 @@ def test_sampled_architectures_follow_theta_and_repeat_with_the_seed():
     uniform = torch.zeros(22, K)
     assert fbnet.sample_architectures(uniform, 3, seed=1) == fbnet.sample_architectures(uniform, 3, seed=1)
     assert len(set(fbnet.sample_architectures(uniform, 3, seed=1))) == 3
+
+
+def _learnable(n, seed, num_classes=4, image_size=8):
+    """Images that are a fixed pattern per class plus noise: a few dozen steps learn them."""
+    patterns = torch.randn(num_classes, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(n) % num_classes
+    noise = torch.randn(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+    return patterns[y] + 0.7 * noise, y
+
+
+def test_recalibration_replaces_statistics_of_mixed_masks_and_restores_a_trained_path():
+    torch.manual_seed(0)
+    supernet = fbnet.FBNetSupernet(fbnet.cifar_macro(image_size=8, width_mult=0.25, depths=(1,) * 7, num_classes=4))
+    arch = fbnet.FBNetArch.parse("k3_e3-k5_e1-k3_e1-skip-k5_e3-k3_e6-k3_e1")
+    mask = F.one_hot(torch.tensor([FBNET_BLOCKS.index(b) for b in arch.blocks]), K).float()
+    x, y = _learnable(256, 1)
+    valid_x, valid_y = _learnable(256, 2)
+    optimizer = torch.optim.SGD(supernet.weight_parameters(), lr=0.1, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    for step in range(30):  # weight steps on the path; between them, forward passes under soft masks
+        batch = slice(16 * (step % 16), 16 * (step % 16 + 1))
+        loss = F.cross_entropy(supernet(x[batch], mask), y[batch])
+        optimizer.zero_grad()
+        loss.backward(inputs=supernet.weight_parameters())
+        optimizer.step()
+        with torch.no_grad():  # what a theta step does to the running statistics (train mode, a mixed mask)
+            supernet(x[batch], F.softmax(torch.randn(7, K, generator=g), -1))
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    raw = fbnet.evaluate_architecture(supernet, arch, valid_x, valid_y)
+    recalibrated = fbnet.evaluate_architecture(supernet, arch, valid_x, valid_y, recalibration_images=x)
+    assert all(torch.equal(v, before[k]) for k, v in supernet.state_dict().items())  # the super net is unchanged
+    # the statistics change: those of the path on these images, not the mixed masks' running average
+    inherited = supernet.extract(arch).state_dict()
+    net = recalibrate_bn(supernet.extract(arch), x)
+    changed = [k for k, v in net.state_dict().items() if k.endswith("running_var")
+               and not torch.allclose(v, inherited[k], rtol=0.05)]
+    assert len(changed) >= 5, changed
+    stem_out = net.stem[0](x)  # (B, C, H, W): the first batch norm's statistics are those of this output
+    torch.testing.assert_close(net.stem[1].running_mean, stem_out.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    # on the path that was trained, recalibration does not lower the accuracy (here it restores it)
+    assert recalibrated["acc"] >= raw["acc"] and recalibrated["acc"] > 0.75, (raw, recalibrated)
 
 
 # -- bad input ----------------------------------------------------------------------------------------
@@ -306,6 +358,10 @@ BAD = {
     "sampling from a wrong theta": (lambda: fbnet.sample_architectures(torch.zeros(3, 8)),
                                     r"theta must have shape \(layers, 9\)"),
     "unknown published model": (lambda: fbnet.published_model("fbnet_d"), "unknown published FBNet 'fbnet_d'"),
+    "extracting a path of the wrong length": (lambda: fbnet.FBNetSupernet(_tiny_macro()).extract("k3_e1-skip"),
+                                              "has 2 blocks, but the macro-architecture has 7 searchable layers"),
+    "no recalibration images": (lambda: fbnet.FBNetConfig(recalibration_size=0),
+                                "'recalibration_size' must be a positive integer"),
 }
 
 
@@ -341,8 +397,9 @@ def test_config_defaults_are_the_papers():
     assert c.tau_decay == pytest.approx(0.956, abs=1e-3) and (c.lr, c.theta_lr) == (0.1, 0.01)
     assert fbnet.FBNetConfig.cifar().macro() == fbnet.cifar_macro()
     fast = fbnet.FBNetConfig.fast()
-    assert fast.macro().num_layers == 7 and fbnet.temperature(8, fast.tau0, fast.tau_decay) == pytest.approx(
-        fbnet.temperature(90))
+    # the fast setting anneals tau from 5 to 0.5 in its last epoch, where the paper is after 51 of 90 epochs
+    assert fast.macro().num_layers == 7 and fbnet.temperature(7, fast.tau0, fast.tau_decay) == pytest.approx(0.5)
+    assert fbnet.temperature(51) == pytest.approx(0.5, abs=0.01)
 
 
 def test_search_records_train_theta_after_the_warm_up(subsets):
@@ -359,6 +416,36 @@ def test_search_records_train_theta_after_the_warm_up(subsets):
     assert last["best_latency"] == pytest.approx(table.latency(last["best_arch"])) and last["latency_unit"] == "MMACs"
     assert table.extremes()[0] <= last["expected_latency"] <= table.extremes()[1]
     torch.testing.assert_close(last["theta"], s.model.theta.detach())
+    # the score: the most likely architecture with its batch norm recalibrated, which leaves the super net as it is
+    state = {k: v.clone() for k, v in s.model.state_dict().items()}
+    assert last["valid_acc"] == s.evaluate(last["best_arch"])["acc"]
+    n_w = len(subsets.train_x) - round(0.2 * len(subsets.train_x))  # w's part of the training half
+    assert n_w < s.config.recalibration_size and torch.equal(s.recalibration_images, subsets.train_x[:n_w])
+    assert all(torch.equal(v, state[k]) for k, v in s.model.state_dict().items())
+
+
+def test_latency_accuracy_points_of_found_and_random_architectures(subsets):
+    s = fbnet.FBNetSearch(_config(), subsets)
+    s.run()
+    points = fbnet.latency_accuracy(s, found=3, random=2, seed=5)
+    assert [p["kind"] for p in points] == ["found"] * 3 + ["random"] * 2
+    found = fbnet.sample_architectures(s.model.theta.detach(), 3, seed=5)
+    random = fbnet.random_architectures(2, 7, seed=6)
+    table = s.latency_table()
+    for p, arch in zip(points, found + random):
+        assert p["arch"] == str(arch) and p["latency"] == pytest.approx(table.latency(arch))
+        assert p["acc"] == s.evaluate(arch)["acc"]
+    assert fbnet.latency_accuracy(s, found=0, random=0) == []
+    with pytest.raises(ValueError, match="found and random must be >= 0, got -1 and 2"):
+        fbnet.latency_accuracy(s, found=-1, random=2)
+
+
+def test_random_architectures_are_uniform():
+    archs = fbnet.random_architectures(2000, 1, seed=0)
+    counts = torch.bincount(torch.tensor([FBNET_BLOCKS.index(a.blocks[0]) for a in archs]), minlength=K).double()
+    chi_square = float(((counts - 2000 / K) ** 2 / (2000 / K)).sum())
+    assert chi_square < 26.12  # 8 degrees of freedom, p = 0.001
+    assert fbnet.random_architectures(3, 22, seed=1) == fbnet.random_architectures(3, 22, seed=1)
 
 
 def test_same_seed_same_records_and_resume_gives_the_uninterrupted_result(subsets, tmp_path):

@@ -16,7 +16,8 @@ from nas_tutorial.enas_space import ENAS_OPS, from_enas_arc, to_enas_arc
 from nas_tutorial.evaluators import Evaluator, FailOn, InProcessEvaluator, describe_fitness
 from nas_tutorial.genotypes import DARTS_V2, Genotype
 from nas_tutorial.ops import OPS, make_op
-from nas_tutorial.search import Search
+from nas_tutorial.pnas import spearman
+from nas_tutorial.search import Search, plain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -515,6 +516,51 @@ def test_the_wrong_kind_of_data_is_a_clear_error(tiny_subsets, weight_sharing, d
         nao.NAOSearch(_ws_cfg(eval_batch_size=100), tiny_subsets)
     with pytest.raises(ValueError, match="field 'supernet_batch_size' \\(64\\) is larger than the training \\(32\\)"):
         nao.NAOSearch(_ws_cfg(supernet_batch_size=64), tiny_subsets)
+
+
+# -- the longer run the notebook loads --------------------------------------------------------------------------------
+def test_chance_spearman_is_the_quantile_of_random_rankings():
+    assert nao.chance_spearman(8, samples=4000) == pytest.approx(0.64, abs=0.05)  # tables: n = 8, 5% one-sided
+    assert nao.chance_spearman(12, runs=3) < nao.chance_spearman(12) < nao.chance_spearman(6)
+    with pytest.raises(ValueError, match="need n >= 3 items, got 2"):
+        nao.chance_spearman(2)
+    with pytest.raises(ValueError, match="runs must be an integer >= 1, got 0"):
+        nao.chance_spearman(5, runs=0)
+
+
+def test_the_recorded_run_is_complete_and_says_how_it_was_made():
+    rec = nao.load_recorded()
+    assert rec["command"] == f"python -m nas_tutorial.nao record --seed {rec['seed']} --threads 1"
+    assert rec["seconds"] > 0 and "1 torch thread(s)" in rec["machine"]
+    assert {"machine", "torch", "date", "data", "seed", "config", "setting", "runs",
+            "chance_mean_spearman_95"} <= set(rec)
+    s = nao.RECORDED_SETTING
+    assert rec["setting"] == s and rec["config"] == plain(nao.NAOConfig.fast(**s["config"], seed=rec["seed"]))
+    assert [r["seed"] for r in rec["runs"]] == [rec["seed"] + i for i in range(s["seeds"])]
+    vocab = nao.NAOConfig.fast().vocab()
+    held_out = []
+    for r in rec["runs"]:
+        assert len(r["seed_set_accuracy"]) == s["config"]["seed_archs"] and len(r["noise"]) == s["noise_archs"]
+        assert len(r["new"]) == s["config"]["new_archs"] and 1 <= len(r["parents"]) <= s["config"]["top_k"]
+        assert sorted({e["parent"] for e in r["new"]}) == list(range(len(r["parents"])))
+        new, parents = [e["arch"] for e in r["new"]], [e["arch"] for e in r["parents"]]
+        assert len(set(new)) == len(new) and not set(new) & set(parents + [e["arch"] for e in r["noise"]])
+        for arch in new + parents + [e["arch"] for e in r["noise"]]:
+            vocab.decode([int(t) for t in arch.split()])  # a valid token form
+        accuracies = r["seed_set_accuracy"] + [e[k] for e in r["parents"] + r["noise"] for k in ("accuracy",
+                                                                                             "accuracy_again")]
+        assert all(0 <= a <= 1 for a in accuracies + [e["accuracy"] for e in r["new"]])
+        held = [e for e in r["new"] if e["accuracy"] is not None]
+        held_out.append(len(held))
+        rho = spearman([e["predicted"] for e in held], [e["accuracy"] for e in held])
+        assert r["held_out_spearman"] == pytest.approx(rho, abs=0.02)  # the file's predictions are rounded
+        assert r["chance_spearman_95"] == pytest.approx(nao.chance_spearman(len(held)), abs=1e-4)
+        d = [e["accuracy"] - e["accuracy_again"] for e in r["noise"]]
+        assert r["noise_sd"] == pytest.approx(math.sqrt(np.mean(np.square(d)) / 2), abs=1e-4)
+    assert rec["chance_mean_spearman_95"] == pytest.approx(nao.chance_spearman(min(held_out), runs=s["seeds"]),
+                                                           abs=1e-4)
+    with pytest.raises(FileNotFoundError, match="python -m nas_tutorial.nao record"):
+        nao.load_recorded("no/such/file.json")
 
 
 # -- the published cells -------------------------------------------------------------------------------------------

@@ -475,6 +475,74 @@ def test_the_best_path_retrained_from_scratch(subsets):
     assert net.blocks[0].xception and net.blocks[1].mid_channels == 4  # 0.5 of 16 / 2
 
 
+# -- the notebook's study: ranking check, recorded run, drawings ----------------------------------------------------
+def test_spread_paths_cover_the_flops_range_in_order():
+    space = spos.SPOSConfig.fast().space()
+    costs = spos.cost_table(space)
+    paths = spos.spread_paths(space, 6, seed=1)
+    flops = [costs.path_flops(p) for p in paths]
+    assert len(paths) == 6 and flops == sorted(flops) and (flops[0], flops[-1]) == costs.extremes()
+    assert [str(p) for p in spos.spread_paths(space, 6, seed=1)] == [str(p) for p in paths]
+    with pytest.raises(ValueError, match="count must be in 2..pool=2000, got 1"):
+        spos.spread_paths(space, 1)
+
+
+def test_chance_spearman_is_the_quantile_of_random_rankings():
+    assert spos.chance_spearman(8) == pytest.approx(0.64, abs=0.04)  # tables of Spearman's rho, n = 8, 5% one-sided
+    assert spos.chance_spearman(30) < spos.chance_spearman(12) < spos.chance_spearman(6)
+    with pytest.raises(ValueError, match="need n >= 3 items, got 2"):
+        spos.chance_spearman(2)
+
+
+def test_ranking_check_and_study(subsets):
+    config = _config(iterations=1)
+    result = spos.study(config, subsets, rank_paths=3, standalone_epochs=1, standalone_seeds=2, search_seeds=2)
+    assert [r["epoch"] for r in result["supernet"]] == [1, 2]
+    r = result["ranking"]
+    assert len(r["paths"]) == len(r["inherited"]) == len(r["inherited_stale_bn"]) == len(r["standalone"]) == 3
+    assert r["flops"] == sorted(r["flops"]) and r["standalone_epochs"] == 1
+    assert np.array(r["standalone_runs"]).shape == (3, 2) and r["standalone_seed_sd"] >= 0
+    assert r["spearman"] is None or -1 <= r["spearman"] <= 1
+    assert all(0 <= a <= 1 for a in r["inherited"] + r["standalone"])
+    for searcher in ("evolution", "random"):
+        runs = result["searches"][searcher]
+        assert [run["seed"] for run in runs] == [0, 1]
+        assert all(run["best"] == run["curve"][-1] == run["records"][-1]["best_score"] for run in runs)
+    again = spos.ranking_check(result["supernet_model"], config, subsets, r["paths"], epochs=1)
+    assert again["inherited"] == r["inherited"]  # scoring leaves the supernet as it was
+
+
+def test_the_recorded_run_is_complete_and_says_how_it_was_made():
+    rec = spos.load_recorded()
+    assert rec["command"].startswith("python -m nas_tutorial.spos record") and rec["seconds"] > 0
+    assert {"machine", "torch", "date", "data", "seed", "config", "setting"} <= set(rec)
+    s = spos.RECORDED_SETTING
+    assert len(rec["supernet"]) == s["config"]["epochs"] and len(rec["ranking"]["paths"]) == s["rank_paths"]
+    runs = np.array(rec["ranking"]["standalone_runs"])
+    assert runs.shape == (s["rank_paths"], s["standalone_seeds"])
+    assert np.allclose(runs.mean(1), rec["ranking"]["standalone"])
+    assert rec["ranking"]["standalone_seed_sd"] == pytest.approx(np.sqrt(np.var(runs, axis=1, ddof=1).mean()))
+    assert rec["ranking"]["chance_spearman_95"] == pytest.approx(spos.chance_spearman(s["rank_paths"]))
+    assert [len(rec["searches"][k]) for k in ("evolution", "random")] == [s["search_seeds"]] * 2
+    assert spos.SPOSConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["config"].items()
+                              if k != "augment"}).epochs == s["config"]["epochs"]
+    with pytest.raises(FileNotFoundError, match="python -m nas_tutorial.spos record"):
+        spos.load_recorded("no/such/file.json")
+
+
+@pytest.mark.parametrize("name", SPOS_BLOCKS)
+def test_block_graph_is_read_from_the_module(name):
+    split = spos.block_graph(name, 16, 16, 1)
+    two = spos.block_graph(name, 16, 40, 2)
+    depth = 6 if name == "xception" else 3
+    assert sum(n[0].startswith("main") for n in split.nodes) == sum(n[0].startswith("main") for n in two.nodes) == depth
+    assert any(n[0] == "split" for n in split.nodes) and not any(n[0].startswith("proj") for n in split.nodes)
+    assert sum(n[0].startswith("proj") for n in two.nodes) == 2 and "stride 2" in two.nodes[1][1]
+    assert split.nodes[-1][1] == "concatenate -> 16 channels" and two.nodes[-1][1] == "concatenate -> 40 channels"
+    graph = spos.evolution_graph(spos.SPOSConfig())
+    assert "P = 50" in graph.nodes[0][1] and "330M" in graph.nodes[0][1] and "k = 10" in graph.nodes[2][1]
+
+
 # -- bad input ------------------------------------------------------------------------------------------------------
 BAD = {
     "unknown choice block": (lambda: blocks.make_choice_block("shuffle9x9", 8, 8), "unknown SPOS choice block "
