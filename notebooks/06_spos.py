@@ -281,6 +281,10 @@ history = result["supernet"]
 print(f"the live study took {live_seconds:.0f} s")
 
 # %%
+assert len(history) == config.epochs and len(result["searches"]["random"]) == SEARCH_SEEDS
+assert all(0 <= r["train_acc"] <= 1 for r in history)
+
+# %%
 recorded = spos.load_recorded()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for ax, hist, name in ((axes[0], history, "live fast run"), (axes[1], recorded["supernet"], "recorded run")):
@@ -470,6 +474,9 @@ iteration_slider = widgets.IntSlider(value=len(evolution_records), min=1, max=le
 iteration_slider.observe(show_iteration, names="value")
 show_iteration()
 widgets.VBox([iteration_slider, out])
+
+# %%
+assert iteration_slider.max == len(evolution_records) == config.iterations
 
 # %% [markdown]
 # Evolution against random search, same limit and budget, three seeds each, on the live supernet and
