@@ -109,7 +109,7 @@ from .pnas import spearman
 from .pnas import toy_fitness as _pnas_toy_fitness
 from .search import Config, Search, check, plain
 from .utils import load_recorded as load_recorded_file
-from .utils import save_recorded
+from .utils import record_command, save_recorded
 
 # -- Sec. 3.1: the architecture as a sequence of tokens -----------------------------------------------------------
 #: The five operations of NAO's ENAS-style space (NAO-WS), in the authors' order (their integer codes).
@@ -1326,14 +1326,4 @@ def load_recorded(path: str | os.PathLike = RECORDED_PATH) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m nas_tutorial.nao", description=record.__doc__)
-    parser.add_argument("command", choices=["record"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RECORDED_PATH))
-    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $NAS_TUTORIAL_DATA or the cache)")
-    args = parser.parse_args()
-    result = record(args.out, data_root=args.data, seed=args.seed, threads=args.threads, progress=True)
-    print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    record_command("python -m nas_tutorial.nao", record, RECORDED_PATH, progress=True)

@@ -97,7 +97,7 @@ from .drawing import INPUT_COLOR, NODE_COLOR, OUTPUT_COLOR, Graph
 from .search import Config, Search, check, plain
 from .training import evaluate, fit, recalibrate_bn
 from .utils import load_recorded as load_recorded_file
-from .utils import save_recorded
+from .utils import record_command, save_recorded
 
 # -- the search space: the supernet's macro-architecture and the choices of each layer ---------------------------
 #: The middle-width scales of channel search (the authors' ``scale_list``): ``int(scale * C_out / 2)`` channels.
@@ -1461,14 +1461,4 @@ def load_recorded(path: str | os.PathLike = RECORDED_PATH) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m nas_tutorial.spos", description=record.__doc__)
-    parser.add_argument("command", choices=["record"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RECORDED_PATH))
-    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $NAS_TUTORIAL_DATA or the cache)")
-    args = parser.parse_args()
-    result = record(args.out, data_root=args.data, seed=args.seed, threads=args.threads)
-    print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    record_command("python -m nas_tutorial.spos", record, RECORDED_PATH)

@@ -105,3 +105,20 @@ def load_recorded(path: str | os.PathLike, command: str) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no recorded run here; make it with `{command}`")
     return json.loads(path.read_text())
+
+
+def record_command(prog: str, record, default_path, argv=None, **extra) -> dict:
+    """The command line ``python -m nas_tutorial.<method> record [--seed S] [--threads T] [--out F] [--data D]``
+    shared by the methods' ``record`` functions (``extra``: further keywords for ``record``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=record.__doc__)
+    parser.add_argument("command", choices=["record"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(default_path))
+    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $NAS_TUTORIAL_DATA or the cache)")
+    args = parser.parse_args(argv)
+    result = record(args.out, data_root=args.data, seed=args.seed, threads=args.threads, **extra)
+    print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    return result

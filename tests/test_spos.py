@@ -530,6 +530,23 @@ def test_the_recorded_run_is_complete_and_says_how_it_was_made():
         spos.load_recorded("no/such/file.json")
 
 
+def test_the_record_command_line(capsys):
+    from nas_tutorial.utils import record_command
+
+    calls = []
+
+    def fake_record(path, *, data_root, seed, threads, **extra):
+        calls.append((path, data_root, seed, threads, extra))
+        return {"seconds": 1.0}
+
+    record_command("python -m nas_tutorial.spos", fake_record, spos.RECORDED_PATH,
+                   ["record", "--seed", "2", "--data", "d"], progress=True)
+    assert calls == [(str(spos.RECORDED_PATH), "d", 2, 1, {"progress": True})]
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        record_command("python -m nas_tutorial.spos", fake_record, spos.RECORDED_PATH, ["train"])
+
+
 @pytest.mark.parametrize("name", SPOS_BLOCKS)
 def test_block_graph_is_read_from_the_module(name):
     split = spos.block_graph(name, 16, 16, 1)
