@@ -31,7 +31,7 @@ shared network: NAO-WS), and the published cells as data.
 | :math:`D` | :class:`Decoder` | LSTM from :math:`(\bar e_x, \bar e_x)`, attention over :math:`h` | ``(n, T, V)`` |
 | :math:`\alpha` | ``attn`` | attention weights over the encoder states | ``(n, T, T')`` |
 | :math:`s_x` | ``targets`` | measured accuracy, min-max normalised over the training set | [0, 1] |
-| :math:`\lambda` | ``trade_off`` | weight of the prediction loss | 0.8 |
+| :math:`\lambda` | ``trade_off`` | weight of the prediction loss | 0.9 (paper; code 0.8) |
 | :math:`\eta` | ``eta`` | ascent step size, raised 1, 2, ... until enough new architectures | <= 50 |
 | :math:`K` | ``top_k`` | best architectures the ascent starts from | 100 |
 | :math:`L` | ``iterations`` | rounds of train, generate, evaluate | 3 |
@@ -73,6 +73,9 @@ Where this follows the authors' code (renqianluo/NAO, TensorFlow, and renqianluo
   batch until ``new_archs`` decodings are new (never evaluated nor generated before) or
   :math:`\eta` passes ``max_step_size`` (code: 300 new from the top 100, :math:`\eta \le 50`).
 - **One model** is trained on, iteration after iteration (a new Adam each time), as ``NAO_V1``.
+- **The paper's text** (:data:`PAPER_TEXT`) differs from the code in three settings: :math:`\lambda`
+  (0.9 against 0.8: the defaults take the paper's), the embedding size (32 against 48) and the
+  step size (:math:`\eta = 10`); :meth:`NAOConfig.paper` takes all three.
 
 With ``weight_sharing=True`` (NAO-WS) candidates are scored on one shared
 :class:`~nas_tutorial.enas_space.SharedCellNetwork` (accuracy on fixed validation batches, batch
@@ -509,7 +512,7 @@ def normalise_targets(accuracies: Sequence[float]) -> list[float]:
 
 def train_nao(model: NAO, tokens: torch.Tensor, targets: Sequence[float] | torch.Tensor, *, epochs: int,
               batch_size: int = 100, lr: float = 0.001, weight_decay: float = 1e-4, grad_clip: float | None = 5.0,
-              trade_off: float = 0.8, swap: bool = True, seed: int = 0) -> dict:
+              trade_off: float = 0.9, swap: bool = True, seed: int = 0) -> dict:
     r"""Minimise Eq. 1 with Adam for ``epochs`` passes over ``(tokens, targets)``, shuffled, each
     architecture's branches swapped in one random block per cell each time it is drawn (``swap``).
     Seeded (order, swaps, dropout), leaving the global random state alone. Returns the last epoch's
@@ -679,11 +682,22 @@ def toy_fitness(candidate: Any) -> float:
 
 
 # -- the settings --------------------------------------------------------------------------------------------------
+#: Where the paper's text differs from the authors' code (the :class:`NAOConfig` defaults). Its Section 4 (as quoted
+#: word for word by a third-party reproducibility page, ri.k117.org; the PDF itself could not be read here) gives
+#: "λ = 0.9" for Eq. 1 (every implementation of the authors: 0.8), an encoder "with token embedding size and hidden
+#: state size respectively set as 32 and 96" (code: 48 and 96), and "the step size ... is η = 10" (NAO_pytorch
+#: code: 1, 2, ..., 50; the TensorFlow code's README: runs at 10, 20 and 30). The paper's seed-set size, top K,
+#: number of new architectures and iterations were not found in the quoted text: :meth:`NAOConfig.paper` keeps
+#: the code's. The defaults take the paper's λ; :meth:`NAOConfig.paper` takes all three.
+PAPER_TEXT = dict(trade_off=0.9, embedding_size=32, step_size=10.0)
+
+
 @dataclass(frozen=True)
 class NAOConfig(Config):
-    r"""NAO settings. The paper's text could not be read while writing this module, so the defaults
+    r"""NAO settings. The paper's PDF could not be read while writing this module, so the defaults
     are the authors' released code in this space (``NAO_V1`` of renqianluo/NAO_pytorch, CIFAR-10),
-    each checked there; :meth:`paper` with ``weight_sharing=True`` gives NAO-WS.
+    each checked there, except :math:`\lambda`, the paper's (:data:`PAPER_TEXT`); :meth:`paper` also
+    takes the paper's embedding size and step size; with ``weight_sharing=True`` it gives NAO-WS.
 
     Attributes:
         num_blocks: :math:`B`, blocks per cell (5). ops: the operations (:data:`NAO_OPS`).
@@ -697,7 +711,8 @@ class NAOConfig(Config):
         embedding_size, hidden_size, tokens_per_step, num_layers: encoder and decoder (48, 96, 2, 1).
         mlp_layers, mlp_hidden_size, mlp_dropout: the predictor (3, 200, 0.1).
         encoder_dropout, decoder_dropout: 0, 0.
-        trade_off: :math:`\lambda` of Eq. 1 (0.8, all three of the authors' implementations).
+        trade_off: :math:`\lambda` of Eq. 1 (0.9, the paper's text, :data:`PAPER_TEXT`; all three of the
+            authors' implementations use 0.8).
         epochs, batch_size, lr, weight_decay, grad_clip: training of the model each iteration: 1000
             epochs of Adam (lr 0.001, weight decay 1e-4) on batches of 100, gradient norm clipped at 5.
         swap_augment: the branch-swap augmentation (on).
@@ -731,7 +746,7 @@ class NAOConfig(Config):
     mlp_dropout: float = 0.1
     encoder_dropout: float = 0.0
     decoder_dropout: float = 0.0
-    trade_off: float = 0.8
+    trade_off: float = 0.9
     epochs: int = 1000
     batch_size: int = 100
     lr: float = 0.001
@@ -808,8 +823,11 @@ class NAOConfig(Config):
 
     @classmethod
     def paper(cls, weight_sharing: bool = False, **changes) -> "NAOConfig":
-        """The authors' setting; ``weight_sharing=True``: NAO-WS, scored on a shared network trained 30
+        r"""The paper's setting where its text gives one (:data:`PAPER_TEXT`: :math:`\lambda = 0.9` as the
+        default, token embeddings of 32, :math:`\eta = 10`, then 20, 30, ... up to 50 until a decoding is
+        new), else the authors' code (the defaults). ``weight_sharing=True``: NAO-WS, scored on a shared network trained 30
         epochs before each of 5 scorings (150 epochs, 4 generations: ``NAO_V1``'s search script)."""
+        changes = {**PAPER_TEXT, **changes}
         if weight_sharing:
             changes = {**dict(weight_sharing=True, iterations=4), **changes}
         return cls(**changes)
@@ -1239,6 +1257,12 @@ def chance_spearman(n: int, *, runs: int = 1, samples: int = 2000, quantile: flo
 #: 0.71, 0.66, 0.22). The model epochs were raised to 300, the fewest of 100, 300, 600 whose decoder
 #: reconstructs at least 90 % of the tokens of every seed's seed set (checked on the recorded seed sets, no
 #: candidate trained; 600 was also looked at), and the same seeds recorded again.
+#: Tried after that recording and not adopted (one seed, seed 0, 2026-11-29): a seed set of 72 instead of 24 gave
+#: children of mean accuracy 0.343 against 0.348 for their parents trained again, and a held-out Spearman of
+#: -0.45: a larger seed set did not make the children better than their parents.
+#: Recorded a third time when the defaults took the paper's λ = 0.9 (:data:`PAPER_TEXT`; not because of a result).
+#: The recording before, with the code's 0.8: held-out Spearman 0.52, 0.80, 0.18; children minus their parents
+#: trained again -0.008, +0.014, -0.008; children minus the seed set +0.021, +0.032, +0.022 (seeds 0-2).
 RECORDED_SETTING = {"seeds": 3, "noise_archs": 4,
                     "fitness": dict(cells_per_stack=1, channels=8, epochs=3, train_size=4000, image_size=8,
                                     batch_size=128, lr=0.15),
