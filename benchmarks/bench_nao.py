@@ -10,8 +10,8 @@ For each device (CPU; CUDA when present) and each model size it reports, in one 
   :math:`\partial f / \partial h`, the moved states) and the greedy constrained decoding of all
   :math:`T` tokens, from the top 100 (``NAO.generate``, one :math:`\\eta`), and the decoding alone.
 
-Sizes: **paper** (``NAOConfig()``, the authors' ``NAO_V1`` code: B = 5, 40 tokens, embedding 48 (the
-paper's text: 32), LSTMs of 96, MLP 3 x
+Sizes: **paper** (``NAOConfig.paper()``: B = 5, 40 tokens, embedding 32 (the paper's text; the authors'
+``NAO_V1`` code: 48), LSTMs of 96, MLP 3 x
 200) and **fast** (``NAOConfig.fast()``: B = 3, embedding 16, LSTMs of 32, MLP 2 x 32). Random
 architectures and targets; one warm-up, then the median of ``--repeats`` timed runs. No peer
 implementation runs here (the authors' code is CUDA-only and not a package). Prints Markdown
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nas_tutorial import nao  # noqa: E402
 from nas_tutorial.enas import random_arch  # noqa: E402
 
-SIZES = {"paper": nao.NAOConfig(), "fast": nao.NAOConfig.fast()}  # "paper": the authors' code's sizes
+SIZES = {"paper": nao.NAOConfig.paper(), "fast": nao.NAOConfig.fast()}
 
 
 def sync(device: torch.device) -> None:

@@ -32,7 +32,7 @@ shared network: NAO-WS), and the published cells as data.
 | :math:`\alpha` | ``attn`` | attention weights over the encoder states | ``(n, T, T')`` |
 | :math:`s_x` | ``targets`` | measured accuracy, min-max normalised over the training set | [0, 1] |
 | :math:`\lambda` | ``trade_off`` | weight of the prediction loss | 0.9 (paper; code 0.8) |
-| :math:`\eta` | ``eta`` | ascent step size, raised 1, 2, ... until enough new architectures | <= 50 |
+| :math:`\eta` | ``eta`` | ascent step size, raised 10, 20, ... until enough new architectures | <= 50 |
 | :math:`K` | ``top_k`` | best architectures the ascent starts from | 100 |
 | :math:`L` | ``iterations`` | rounds of train, generate, evaluate | 3 |
 
@@ -69,13 +69,13 @@ Where this follows the authors' code (renqianluo/NAO, TensorFlow, and renqianluo
   each cell has its two branches swapped, the target unchanged (the authors' ``NAODataset`` with
   ``swap=True``): a block adds its two branches, so both orders are the same network.
 - **Ascent.** Eq. 2 exactly (:meth:`NAO.ascend`); the moved states are then L2-normalised before
-  decoding, as the encoder's are (code). :math:`\eta = 1, 2, \dots` is raised for the whole top-K
-  batch until ``new_archs`` decodings are new (never evaluated nor generated before) or
+  decoding, as the encoder's are (code). :math:`\eta` (``step_size``, twice it, ...) is raised for
+  the whole top-K batch until ``new_archs`` decodings are new (never evaluated nor generated before) or
   :math:`\eta` passes ``max_step_size`` (code: 300 new from the top 100, :math:`\eta \le 50`).
 - **One model** is trained on, iteration after iteration (a new Adam each time), as ``NAO_V1``.
-- **The paper's text** (:data:`PAPER_TEXT`) differs from the code in three settings: :math:`\lambda`
-  (0.9 against 0.8: the defaults take the paper's), the embedding size (32 against 48) and the
-  step size (:math:`\eta = 10`); :meth:`NAOConfig.paper` takes all three.
+- **The paper's text** (:data:`PAPER_TEXT`) differs from the code in three settings, and the
+  defaults take the paper's: :math:`\lambda` (0.9 against 0.8), the embedding size (32 against 48)
+  and the step size (:math:`\eta = 10`, raised in steps of 10).
 
 With ``weight_sharing=True`` (NAO-WS) candidates are scored on one shared
 :class:`~nas_tutorial.enas_space.SharedCellNetwork` (accuracy on fixed validation batches, batch
@@ -688,16 +688,16 @@ def toy_fitness(candidate: Any) -> float:
 #: state size respectively set as 32 and 96" (code: 48 and 96), and "the step size ... is η = 10" (NAO_pytorch
 #: code: 1, 2, ..., 50; the TensorFlow code's README: runs at 10, 20 and 30). The paper's seed-set size, top K,
 #: number of new architectures and iterations were not found in the quoted text: :meth:`NAOConfig.paper` keeps
-#: the code's. The defaults take the paper's λ; :meth:`NAOConfig.paper` takes all three.
+#: the code's. The :class:`NAOConfig` defaults take all three.
 PAPER_TEXT = dict(trade_off=0.9, embedding_size=32, step_size=10.0)
 
 
 @dataclass(frozen=True)
 class NAOConfig(Config):
-    r"""NAO settings. The paper's PDF could not be read while writing this module, so the defaults
-    are the authors' released code in this space (``NAO_V1`` of renqianluo/NAO_pytorch, CIFAR-10),
-    each checked there, except :math:`\lambda`, the paper's (:data:`PAPER_TEXT`); :meth:`paper` also
-    takes the paper's embedding size and step size; with ``weight_sharing=True`` it gives NAO-WS.
+    r"""NAO settings: the paper's where its text, as quoted elsewhere, gives them (:data:`PAPER_TEXT`:
+    :math:`\lambda`, the embedding size, the step size; the PDF could not be read here), the rest the
+    authors' released code in this space (``NAO_V1`` of renqianluo/NAO_pytorch, CIFAR-10), each
+    checked there. :meth:`paper` is these defaults; with ``weight_sharing=True`` it gives NAO-WS.
 
     Attributes:
         num_blocks: :math:`B`, blocks per cell (5). ops: the operations (:data:`NAO_OPS`).
@@ -707,8 +707,10 @@ class NAOConfig(Config):
             4, :meth:`paper`).
         top_k: :math:`K`, best architectures the ascent starts from (100).
         new_archs: new architectures generated per iteration (300).
-        step_size, max_step_size: :math:`\eta = 1, 2, \dots, 50` (code).
-        embedding_size, hidden_size, tokens_per_step, num_layers: encoder and decoder (48, 96, 2, 1).
+        step_size, max_step_size: :math:`\eta = 10, 20, \dots, 50` (the paper's text: :math:`\eta = 10`; the
+            TF code's README: 10, 20, 30; the PyTorch code: 1, 2, ..., 50).
+        embedding_size, hidden_size, tokens_per_step, num_layers: encoder and decoder (32 and 96: the
+            paper's text; the code: 48 and 96; 2, 1: code).
         mlp_layers, mlp_hidden_size, mlp_dropout: the predictor (3, 200, 0.1).
         encoder_dropout, decoder_dropout: 0, 0.
         trade_off: :math:`\lambda` of Eq. 1 (0.9, the paper's text, :data:`PAPER_TEXT`; all three of the
@@ -735,9 +737,9 @@ class NAOConfig(Config):
     iterations: int = 3
     top_k: int = 100
     new_archs: int = 300
-    step_size: float = 1.0
+    step_size: float = 10.0
     max_step_size: float = 50.0
-    embedding_size: int = 48
+    embedding_size: int = 32
     hidden_size: int = 96
     tokens_per_step: int = 2
     num_layers: int = 1
@@ -823,21 +825,22 @@ class NAOConfig(Config):
 
     @classmethod
     def paper(cls, weight_sharing: bool = False, **changes) -> "NAOConfig":
-        r"""The paper's setting where its text gives one (:data:`PAPER_TEXT`: :math:`\lambda = 0.9` as the
-        default, token embeddings of 32, :math:`\eta = 10`, then 20, 30, ... up to 50 until a decoding is
-        new), else the authors' code (the defaults). ``weight_sharing=True``: NAO-WS, scored on a shared network trained 30
-        epochs before each of 5 scorings (150 epochs, 4 generations: ``NAO_V1``'s search script)."""
-        changes = {**PAPER_TEXT, **changes}
+        r"""The defaults: the paper's setting where its text gives one (:data:`PAPER_TEXT`), else the
+        authors' code. ``weight_sharing=True``: NAO-WS, scored on a shared network trained 30 epochs
+        before each of 5 scorings (150 epochs, 4 generations: ``NAO_V1``'s search script)."""
         if weight_sharing:
             changes = {**dict(weight_sharing=True, iterations=4), **changes}
         return cls(**changes)
 
     @classmethod
     def fast(cls, **changes) -> "NAOConfig":
-        """A CPU setting for the notebook: 3 blocks, 60 seed architectures, 3 iterations of 20 new ones from
-        the top 20, a model of 32 units trained 100 epochs on batches of 20; NAO-WS: a 3-cell shared
-        network of 8 channels, 2 epochs of 10 steps before each scoring on 2 batches of 100."""
-        settings = dict(num_blocks=3, seed_archs=60, iterations=3, top_k=20, new_archs=20, embedding_size=16,
+        r"""A CPU setting for the notebook: 3 blocks, 60 seed architectures, 3 iterations of 20 new ones from
+        the top 20, a model of 32 units trained 100 epochs on batches of 20, :math:`\eta` raised 1, 2, 3, ...
+        (the authors' PyTorch code's steps, which this setting was tuned with);
+        NAO-WS: a 3-cell shared network of 8 channels, 2 epochs of 10 steps before each scoring on 2
+        batches of 100."""
+        settings = dict(num_blocks=3, seed_archs=60, iterations=3, top_k=20, new_archs=20, step_size=1.0,
+                        embedding_size=16,
                         hidden_size=32, mlp_layers=2, mlp_hidden_size=32, epochs=100, batch_size=20,
                         supernet_channels=8, supernet_layers=3, supernet_epochs=2, supernet_batch_size=64,
                         supernet_steps_per_epoch=10, supernet_augment=Augment(crop_padding=2), eval_batches=2,

@@ -224,12 +224,12 @@ seq2seq.dotted += [("h", "att")]
 show(seq2seq)
 
 # %% [markdown]
-# The model of the paper's size (the authors' PyTorch `NAO_V1`: embedding 48, LSTMs of 96 units,
-# an MLP of three layers of 200; the paper's text gives token embeddings of 32, which
-# `NAOConfig.paper()` uses), on two random architectures:
+# The model of the paper's size (`NAOConfig.paper()`: token embeddings of 32 and LSTMs of 96
+# units, as the paper's text gives them, the authors' code having embeddings of 48; an MLP of three
+# layers of 200, from the code), on two random architectures:
 
 # %%
-paper_model = nao.NAO()
+paper_model = nao.build_model(nao.NAOConfig.paper())
 batch = paper_model.tokens(randoms[:2])
 h = paper_model.encoder(batch)
 f_pred, log_probs, attn = paper_model(batch)
@@ -479,10 +479,11 @@ assert (squared > 0).all() and all((b > a).all() for a, b in zip(path, path[1:])
 
 # %% [markdown]
 # The moved states are decoded into tokens (after L2-normalising them, as the encoder's are:
-# code). A small $\eta$ decodes back to the same architecture; the authors' PyTorch code raises
-# $\eta = 1, 2, 3, \dots$ for the whole top-$K$ batch until enough decodings are new (never
-# evaluated nor generated before); the paper's text gives $\eta = 10$, and `NAOConfig.paper()`
-# raises it in steps of 10 (10, 20, 30 are the values of the TensorFlow code's README). `nao.ascent_path` (the callback of the widget below, unit-tested)
+# code). A small $\eta$ decodes back to the same architecture, so $\eta$ is raised for the whole
+# top-$K$ batch until enough decodings are new (never evaluated nor generated before): 10, 20,
+# 30, ... in `NAOConfig.paper()` (the paper's text gives $\eta = 10$, the TensorFlow code's README
+# 10, 20 and 30), and 1, 2, 3, ... in this notebook's small 3-block setting, as the authors'
+# PyTorch code. `nao.ascent_path` (the callback of the widget below, unit-tested)
 # gives, for one architecture and each $\eta$: the decoded architecture, $f$ of the moved states
 # $f(h')$, and $f$ of the decoded architecture encoded again $f(E(D(h')))$: the ascent only helps
 # if the decoded architecture keeps the predicted gain. The best training architecture, on the

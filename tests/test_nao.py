@@ -263,19 +263,20 @@ def test_generation_finds_new_valid_architectures_and_counts_the_rest():
 
 
 # -- settings ----------------------------------------------------------------------------------------------------
-def test_config_defaults_are_the_authors_code_but_lambda_is_the_papers():
-    c = nao.NAOConfig()
-    assert nao.NAOConfig.paper() == c.replace(embedding_size=32, step_size=10.0)  # the paper's text
-    assert not c.weight_sharing and nao.NAOConfig.paper(trade_off=0.7).trade_off == 0.7
+def test_config_defaults_are_the_papers_text_else_the_authors_code():
+    c = nao.NAOConfig.paper()
+    assert c == nao.NAOConfig() and not c.weight_sharing and nao.NAOConfig.paper(trade_off=0.7).trade_off == 0.7
+    assert {k: getattr(c, k) for k in nao.PAPER_TEXT} == nao.PAPER_TEXT == dict(trade_off=0.9, embedding_size=32,
+                                                                                step_size=10.0)
     assert (c.num_blocks, c.ops, c.seed_archs, c.top_k, c.new_archs, c.max_step_size) == (5, ENAS_OPS, 600, 100, 300,
                                                                                            50.0)
-    assert (c.embedding_size, c.hidden_size, c.tokens_per_step, c.mlp_layers, c.mlp_hidden_size) == (48, 96, 2, 3, 200)
+    assert (c.embedding_size, c.hidden_size, c.tokens_per_step, c.mlp_layers, c.mlp_hidden_size) == (32, 96, 2, 3, 200)
     assert (c.trade_off, c.epochs, c.batch_size, c.lr, c.weight_decay, c.grad_clip) == (0.9, 1000, 100, 0.001, 1e-4,
                                                                                          5.0)
     ws = nao.NAOConfig.paper(weight_sharing=True)
     assert ws.weight_sharing and ws.iterations == 4 and ws.supernet_epochs * 5 == 150 and ws.trade_off == 0.9
     assert c.models_evaluated() == 600 + 3 * 300
-    assert nao.NAOConfig.fast().vocab() == nao.Vocab(3)
+    assert nao.NAOConfig.fast().vocab() == nao.Vocab(3) and nao.NAOConfig.fast().step_size == 1.0
 
 
 @pytest.mark.parametrize("changes, message", [
