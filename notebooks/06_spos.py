@@ -385,8 +385,10 @@ print(f"recorded: one stand-alone training varies by {noise:.3f} (SD between two
 # the variance of the paths' means with what identical paths would give, by simulation). But much of
 # the ranking is a ranking **by size**: compare $\rho$ of FLOPs against either accuracy. Whether the
 # supernet also ranks paths of similar size is not tested here: that needs many more paths and
-# stand-alone trainings. (The recorded setting was changed once, after a first run on paths of middling sizes gave a $\rho$
-# near zero; `spos.RECORDED_SETTING`'s comment says how.) The live run's paths are trained for fewer
+# stand-alone trainings. (The recorded setting was changed after seeing results: a first run on
+# paths of middling sizes gave a $\rho$ near zero, and the searches were lengthened later (section
+# 6); the run was also recorded again after a fix that made the stand-alone trainings reproducible.
+# `spos.RECORDED_SETTING`'s comment gives each change.) The live run's paths are trained for fewer
 # epochs on fewer images, and its $\rho$ is printed, not asserted.
 
 # %%
@@ -479,34 +481,44 @@ widgets.VBox([iteration_slider, out])
 assert iteration_slider.max == len(evolution_records) == config.iterations
 
 # %% [markdown]
-# Evolution against random search, same limit and budget, three seeds each, on the live supernet and
-# on the recorded one. The spread is the standard deviation over seeds.
+# Evolution against random search, same limit and budget, on the live supernet (three seeds each)
+# and on the recorded one (five seeds each, and a larger search: the sizes are printed). Two scores of each
+# search's best path: on the validation images the search used, which is what it maximises (and
+# what the paper's comparison plots), and on validation images no search saw, which removes the
+# luck of having been selected on those images. The gap between the searches' means is set against
+# its standard error over seeds.
 
 # %% tags=["nbval-ignore-output"]
-for name, searches in (("live", result["searches"]), ("recorded", recorded["searches"])):
-    evo = np.array([s["best"] for s in searches["evolution"]])
-    rnd = np.array([s["best"] for s in searches["random"]])
-    gap, spread = evo.mean() - rnd.mean(), max(evo.std(), rnd.std())
-    verdict = "above" if gap > 2 * spread else "within"
-    print(f"{name:>8}: best found, evolution {evo.mean():.3f} +- {evo.std():.3f}, random {rnd.mean():.3f} +- "
-          f"{rnd.std():.3f}: a gap of {gap:+.3f}, {verdict} twice the spread over seeds")
+comparisons = {}
+for name, searches, c in (("live", result["searches"], config.to_dict()),
+                          ("recorded", recorded["searches"], recorded["config"])):
+    print(f"{name}: {c['iterations']} iterations of {c['population_size']} paths per search")
+    for key, what in (("best", "images the search used"), ("held_out", "images no search saw")):
+        c = comparisons[name, key] = spos.compare_searches(searches, key)
+        e, r = c["evolution"], c["random"]
+        print(f"{name:>8}, {what:>22}: evolution {e['mean']:.4f} (SD {e['sd']:.4f}), random {r['mean']:.4f} "
+              f"(SD {r['sd']:.4f}), n = {e['n']}: gap {c['gap']:+.4f} +- {c['se']:.4f}, "
+              f"{'above' if c['above_noise'] else 'within'} twice its standard error")
     for searcher in ("evolution", "random"):
         print(f"{'':>10}{searcher} best paths: MFLOPs "
               f"{[round(costs.path_flops(s['best_arch']) / 1e6, 3) for s in searches[searcher]]}")
 print(f"the limit: {config.flops_limit / 1e6:.3f} MFLOPs")
 
 # %%
-recorded_evo = [s["best"] for s in recorded["searches"]["evolution"]]
-recorded_rnd = [s["best"] for s in recorded["searches"]["random"]]
 # a check of the stored recorded run: what the text below says of it
-assert np.mean(recorded_evo) - np.mean(recorded_rnd) < 2 * max(np.std(recorded_evo), np.std(recorded_rnd))
+assert comparisons["recorded", "best"]["above_noise"]
+assert not comparisons["recorded", "held_out"]["above_noise"]
+assert set(comparisons) == {(n, k) for n in ("live", "recorded") for k in ("best", "held_out")}
 
 # %% [markdown]
-# So in the recorded run (asserted just above) the gap between evolution and random search is within
-# twice its spread over seeds: at this budget, and on this small supernet, the notebook does **not**
-# show evolution finding better paths than random search: the best paths of both score within a
-# point or so of each other with inherited weights. The paper's comparison used its full budget on
-# ImageNet. Exercise 2 asks how the gap moves with a larger budget.
+# In the recorded run (asserted just above), evolution's best paths score higher than random
+# search's on the images the searches used, by more than twice the standard error over seeds: with
+# the same budget, evolution finds paths the supernet rates higher, which is the paper's claim. On
+# images no search saw, the gap is within noise: part of what evolution gains is fitting the
+# validation images it is scored on, and the rest is too small for five seeds and 3,000 images to
+# resolve. The recorded searches were lengthened, and given more seeds, after a first recording
+# with 6 iterations and 3 seeds showed no gap (`spos.RECORDED_SETTING`'s comment gives both). The
+# live run is printed, not asserted: three short searches on a 12-epoch supernet.
 #
 # The best path of the live evolution, as a layer table:
 

@@ -473,6 +473,10 @@ def test_the_best_path_retrained_from_scratch(subsets):
     assert isinstance(net, spos.SPOSNet) and [h["epoch"] for h in history] == [1, 2]
     assert all(0 <= h["valid_acc"] <= 1 and math.isfinite(h["train_loss"]) for h in history)
     assert net.blocks[0].xception and net.blocks[1].mid_channels == 4  # 0.5 of 16 / 2
+    torch.manual_seed(123)  # another global state: dropout must not read it
+    _, again = spos.train_from_scratch("xception:1-shuffle5x5:0.5", _tiny_space(widths=(0.5, 1.0)), subsets,
+                                       epochs=2, batch_size=32)
+    assert _strip(again) == _strip(history)  # the same seed, the same numbers
 
 
 # -- the notebook's study: ranking check, recorded run, drawings ----------------------------------------------------
@@ -495,7 +499,7 @@ def test_chance_spearman_is_the_quantile_of_random_rankings():
 
 
 def test_ranking_check_and_study(subsets):
-    config = _config(iterations=1)
+    config = _config(iterations=1, valid_size=40)  # the 24 validation images past the first 40: held out
     result = spos.study(config, subsets, rank_paths=3, standalone_epochs=1, standalone_seeds=2, search_seeds=2)
     assert [r["epoch"] for r in result["supernet"]] == [1, 2]
     r = result["ranking"]
@@ -508,8 +512,31 @@ def test_ranking_check_and_study(subsets):
         runs = result["searches"][searcher]
         assert [run["seed"] for run in runs] == [0, 1]
         assert all(run["best"] == run["curve"][-1] == run["records"][-1]["best_score"] for run in runs)
+        held_x, held_y = subsets.valid_x[40:], subsets.valid_y[40:]
+        recal, *_ = spos.scoring_data(config, subsets)
+        for run in runs:  # the best path scored on the images no search saw
+            assert run["held_out"] == spos.evaluate_path(result["supernet_model"], run["best_arch"], held_x, held_y,
+                                                         recalibration_images=recal,
+                                                         recalibration_batch_size=16)["acc"]
+            assert len(held_y) == 24 and run["held_out"] * 24 == pytest.approx(round(run["held_out"] * 24))
     again = spos.ranking_check(result["supernet_model"], config, subsets, r["paths"], epochs=1)
     assert again["inherited"] == r["inherited"]  # scoring leaves the supernet as it was
+
+
+def test_compare_searches_gives_the_gap_and_its_standard_error():
+    searches = {"evolution": [{"best": 0.5, "held_out": 0.4}, {"best": 0.7, "held_out": 0.4}],
+                "random": [{"best": 0.45, "held_out": 0.3}, {"best": 0.45, "held_out": 0.5},
+                           {"best": 0.45, "held_out": 0.4}]}
+    c = spos.compare_searches(searches)
+    assert c["evolution"] == {"mean": pytest.approx(0.6), "sd": pytest.approx(math.sqrt(0.02)), "n": 2}
+    assert c["random"]["sd"] == pytest.approx(0, abs=1e-12) and c["random"]["n"] == 3
+    assert c["gap"] == pytest.approx(0.15) and c["se"] == pytest.approx(0.1) and not c["above_noise"]
+    held = spos.compare_searches(searches, "held_out")
+    assert held["gap"] == pytest.approx(0.0) and held["se"] == pytest.approx(0.1 / math.sqrt(3))
+    searches["evolution"] = [{"best": 0.6}, {"best": 0.62}]  # gap 0.16, standard error 0.01
+    assert spos.compare_searches(searches)["above_noise"]
+    with pytest.raises(ValueError, match="need at least two seeds of evolution with a 'held_out' score"):
+        spos.compare_searches({"evolution": [{"held_out": None}] * 2, "random": []}, "held_out")
 
 
 def test_the_recorded_run_is_complete_and_says_how_it_was_made():
@@ -524,6 +551,8 @@ def test_the_recorded_run_is_complete_and_says_how_it_was_made():
     assert rec["ranking"]["standalone_seed_sd"] == pytest.approx(np.sqrt(np.var(runs, axis=1, ddof=1).mean()))
     assert rec["ranking"]["chance_spearman_95"] == pytest.approx(spos.chance_spearman(s["rank_paths"]))
     assert [len(rec["searches"][k]) for k in ("evolution", "random")] == [s["search_seeds"]] * 2
+    assert all(0 < run["held_out"] < 1 and len(run["curve"]) == s["config"]["iterations"]
+               for k in ("evolution", "random") for run in rec["searches"][k])
     assert spos.SPOSConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["config"].items()
                               if k != "augment"}).epochs == s["config"]["epochs"]
     with pytest.raises(FileNotFoundError, match="python -m nas_tutorial.spos record"):
