@@ -707,8 +707,8 @@ class NAOConfig(Config):
             4, :meth:`paper`).
         top_k: :math:`K`, best architectures the ascent starts from (100).
         new_archs: new architectures generated per iteration (300).
-        step_size, max_step_size: :math:`\eta = 10, 20, \dots, 50` (the paper's text: :math:`\eta = 10`; the
-            TF code's README: 10, 20, 30; the PyTorch code: 1, 2, ..., 50).
+        step_size, max_step_size: :math:`\eta = 10, 20, \dots, 50`, our combination of the paper's text
+            (:math:`\eta = 10`), the TF code's README (10, 20, 30) and the PyTorch code's loop (1, 2, ..., 50).
         embedding_size, hidden_size, tokens_per_step, num_layers: encoder and decoder (32 and 96: the
             paper's text; the code: 48 and 96; 2, 1: code).
         mlp_layers, mlp_hidden_size, mlp_dropout: the predictor (3, 200, 0.1).

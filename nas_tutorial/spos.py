@@ -1438,7 +1438,8 @@ def compare_searches(searches: dict, key: str = "best") -> dict:
     deviation (over seeds) of each searcher's ``key`` (``"best"``: the best path's score on the search's own
     validation images; ``"held_out"``: on images no search saw), the ``gap`` of the means (evolution minus
     random) and its standard error, :math:`\sqrt{s_e^2 / n_e + s_r^2 / n_r}`; ``above_noise``: the gap
-    exceeds twice its standard error (about a 95% one-sided level)."""
+    exceeds twice its standard error (one-sided, a 97.7% level under a normal approximation; with 5 seeds
+    each, Welch's t has about 8 degrees of freedom and twice the standard error is about a 96% level)."""
     out = {}
     for searcher in ("evolution", "random"):
         values = [run[key] for run in searches[searcher]]
@@ -1458,12 +1459,14 @@ def compare_searches(searches: dict, key: str = "best") -> dict:
 #: trained alone once for 15 epochs, and got rho = 0.02; those paths' stand-alone accuracies lay within 0.07
 #: of each other, with no measure of their noise. The ranking check now spans the space's whole FLOPs range
 #: and trains each path twice, so that the noise of the stand-alone accuracy is measured.
-#: Changed a second time after seeing a result: with 6 search iterations and 3 seeds, evolution's best (0.410 +-
-#: 0.003) and random search's (0.408 +- 0.002) were within noise. On that recording's supernet (trained again
-#: from the same seed, searches only, 5 seeds each, standard errors of the means): 6 iterations gave 0.4109 +-
-#: 0.0014 against 0.4061 +- 0.0012, 12 iterations 0.4142 +- 0.0011 against 0.4087 +- 0.0011, and on the 3,000
-#: validation images no search saw, 0.4076 +- 0.0038 against 0.4073 +- 0.0042. The searches now run 12
-#: iterations with 5 seeds, and :func:`study` scores each best path on those held-out images too.
+#: Changed a second time after seeing a result: with 6 search iterations and 3 seeds, evolution's best
+#: (0.410 +- 0.003, SD over seeds) and random search's (0.408 +- 0.002) were within noise (a gap of +0.002).
+#: On that recording's supernet (trained again from the same seed, searches only, 5 seeds each, standard
+#: errors of the means): 6 iterations gave 0.4109 +- 0.0014 against 0.4061 +- 0.0012, 12 iterations
+#: 0.4142 +- 0.0011 against 0.4087 +- 0.0011, and on the 3,000 validation images no search saw, 0.4076 +-
+#: 0.0038 against 0.4073 +- 0.0042. The searches now run 12 iterations with 5 seeds, and :func:`study`
+#: scores each best path on those held-out images too. The same supernet and seeds make the recording
+#: repeat that trial exactly: its result re-checks the trial's.
 #: Recorded once more after a fix: :func:`train_from_scratch` drew dropout's random numbers from the caller's
 #: generator, so the ranking check's stand-alone accuracies were not reproducible (now seeded; a test). The
 #: recording before the fix had rho = +0.63; the supernet and the searches do not depend on the fix.

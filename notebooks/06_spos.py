@@ -490,15 +490,18 @@ assert iteration_slider.max == len(evolution_records) == config.iterations
 
 # %% tags=["nbval-ignore-output"]
 comparisons = {}
-for name, searches, c in (("live", result["searches"], config.to_dict()),
-                          ("recorded", recorded["searches"], recorded["config"])):
-    print(f"{name}: {c['iterations']} iterations of {c['population_size']} paths per search")
+n_live, n_rec = len(subsets.valid_x) - config.valid_size, recorded["setting"]["train_size"] // 2 - \
+    recorded["config"]["valid_size"]  # validation images past valid_size: the held-out ones
+for name, searches, cfg, n_held in (("live", result["searches"], config.to_dict(), n_live),
+                                    ("recorded", recorded["searches"], recorded["config"], n_rec)):
+    print(f"{name}: {cfg['iterations']} iterations of {cfg['population_size']} paths per search; "
+          f"{cfg['valid_size']:,} validation images score the candidates, {n_held:,} are held out")
     for key, what in (("best", "images the search used"), ("held_out", "images no search saw")):
-        c = comparisons[name, key] = spos.compare_searches(searches, key)
-        e, r = c["evolution"], c["random"]
-        print(f"{name:>8}, {what:>22}: evolution {e['mean']:.4f} (SD {e['sd']:.4f}), random {r['mean']:.4f} "
-              f"(SD {r['sd']:.4f}), n = {e['n']}: gap {c['gap']:+.4f} +- {c['se']:.4f}, "
-              f"{'above' if c['above_noise'] else 'within'} twice its standard error")
+        cmp = comparisons[name, key] = spos.compare_searches(searches, key)
+        evo, rnd = cmp["evolution"], cmp["random"]
+        print(f"{name:>8}, {what:>22}: evolution {evo['mean']:.4f} (SD {evo['sd']:.4f}), random {rnd['mean']:.4f} "
+              f"(SD {rnd['sd']:.4f}), n = {evo['n']}: gap {cmp['gap']:+.4f} +- {cmp['se']:.4f}, "
+              f"{'above' if cmp['above_noise'] else 'within'} twice its standard error")
     for searcher in ("evolution", "random"):
         print(f"{'':>10}{searcher} best paths: MFLOPs "
               f"{[round(costs.path_flops(s['best_arch']) / 1e6, 3) for s in searches[searcher]]}")
@@ -514,11 +517,19 @@ assert set(comparisons) == {(n, k) for n in ("live", "recorded") for k in ("best
 # In the recorded run (asserted just above), evolution's best paths score higher than random
 # search's on the images the searches used, by more than twice the standard error over seeds: with
 # the same budget, evolution finds paths the supernet rates higher, which is the paper's claim. On
-# images no search saw, the gap is within noise: part of what evolution gains is fitting the
-# validation images it is scored on, and the rest is too small for five seeds and 3,000 images to
-# resolve. The recorded searches were lengthened, and given more seeds, after a first recording
-# with 6 iterations and 3 seeds showed no gap (`spos.RECORDED_SETTING`'s comment gives both). The
-# live run is printed, not asserted: three short searches on a 12-epoch supernet.
+# the held-out images the gap is within noise, and that comparison is too noisy to say more: its
+# standard error is several times the gap on the searches' own images, so it can tell neither
+# whether evolution's gain carries over to new images nor whether part of it is a fit to the
+# images the search was scored on.
+#
+# Read the assertion with its history (`spos.RECORDED_SETTING`'s comment gives the numbers). A
+# first recording, 6 iterations and 3 seeds, gave a gap of +0.002, within noise. The searches alone
+# were then run again on the same supernet with 5 seeds: at 6 iterations the gap was already above
+# twice its standard error, so that recording lacked seeds more than iterations. The recorded
+# setting became 12 iterations and 5 seeds, and since the supernet and the seeds are the same, the
+# recording repeats exactly the trial that chose it: the assertion re-checks that result, it is not
+# an independent confirmation. The live run is printed, not asserted: three short searches on a
+# 12-epoch supernet.
 #
 # The best path of the live evolution, as a layer table:
 

@@ -46,8 +46,8 @@ if FAST:  # CPU laptop: B = 3 blocks, a small model, a tiny real search
     CONFIG = dict(lr=0.003)
     LIVE = dict(seed_archs=12, iterations=1, top_k=6, new_archs=6)  # the real CIFAR-10 search: 18 trainings
     FITNESS = dict(cells_per_stack=1, channels=8, epochs=1, train_size=1000, image_size=16, batch_size=32)
-else:  # GPU: the paper's B = 5 space and the authors' model sizes, a budget of at most 15 minutes (ESTIMATE)
-    CONFIG = dict(num_blocks=5, seed_archs=300, top_k=50, new_archs=60, embedding_size=48, hidden_size=96,
+else:  # GPU: the paper's B = 5 space and model sizes (NAOConfig.paper()), at most 15 minutes (ESTIMATE)
+    CONFIG = dict(num_blocks=5, seed_archs=300, top_k=50, new_archs=60, embedding_size=32, hidden_size=96,
                   mlp_layers=3, mlp_hidden_size=200, epochs=300, batch_size=50, lr=0.003)  # authors: 1000 epochs, 0.001
     LIVE = dict(seed_archs=100, iterations=2, top_k=30, new_archs=40)  # 180 trainings
     FITNESS = dict(cells_per_stack=1, channels=16, epochs=3, train_size=6000, image_size=32, batch_size=128)
@@ -306,7 +306,8 @@ print("attention in the model: non-negative, each of the 2 x 40 rows sums to 1")
 #      + (1 - \lambda) \cdot \frac1{nT} \sum_x \sum_r -\log P_D(x_r \mid x_{<r}, E(x)). $$
 #
 # The weight is the paper's, $\lambda = 0.9$ (its PDF could not be read here; the sentence is quoted
-# word for word on a third-party page, `nao.PAPER_TEXT` tells which). All three of the authors'
+# word for word on a third-party page, which the comment above `nao.PAPER_TEXT` in
+# `nas_tutorial/nao.py` names, with the passages it quotes). All three of the authors'
 # implementations use 0.8 instead. The seed text describes the same two losses ("MSE loss" and
 # "cross entropy loss", a weighted sum) without the weight.
 # The loss written out, against `model.loss`:
@@ -480,10 +481,10 @@ assert (squared > 0).all() and all((b > a).all() for a, b in zip(path, path[1:])
 # %% [markdown]
 # The moved states are decoded into tokens (after L2-normalising them, as the encoder's are:
 # code). A small $\eta$ decodes back to the same architecture, so $\eta$ is raised for the whole
-# top-$K$ batch until enough decodings are new (never evaluated nor generated before): 10, 20,
-# 30, ... in `NAOConfig.paper()` (the paper's text gives $\eta = 10$, the TensorFlow code's README
-# 10, 20 and 30), and 1, 2, 3, ... in this notebook's small 3-block setting, as the authors'
-# PyTorch code. `nao.ascent_path` (the callback of the widget below, unit-tested)
+# top-$K$ batch until enough decodings are new (never evaluated nor generated before). The paper's
+# text gives $\eta = 10$, the TensorFlow code's README runs at 10, 20 and 30, and the PyTorch code
+# raises $\eta$ by 1 up to 50; `NAOConfig.paper()` combines them (our choice): 10, 20, 30, ... up
+# to 50. This notebook's small 3-block setting raises it by 1, as the PyTorch code. `nao.ascent_path` (the callback of the widget below, unit-tested)
 # gives, for one architecture and each $\eta$: the decoded architecture, $f$ of the moved states
 # $f(h')$, and $f$ of the decoded architecture encoded again $f(E(D(h')))$: the ascent only helps
 # if the decoded architecture keeps the predicted gain. The best training architecture, on the
@@ -684,19 +685,21 @@ assert min(r["pairwise_accuracy"] for r in last_fit) >= 0.7
 # `nao.build_network` (a `NetworkCIFAR` of $3N + 2$ cells) from scratch on half of a class-balanced
 # CIFAR-10 subset and scores it on the other half. The sizes are in the parameters cell; in fast
 # mode they are tiny (one epoch), so accuracies are just above chance (10 %) and the predictor has
-# nearly nothing to learn: this run shows the machinery on real data, the toy runs above and the
-# recorded run after this one show the method: this run's predictor correlation and the generated architectures' accuracy below are one run of
-# one-epoch trainings, whose noise is not measured here, so they are no evidence either way (and the
-# parents, the best of a few noisy measurements, owe part of their accuracy to luck: regression to
-# the mean makes their children look worse). The
+# nearly nothing to learn. This run shows the machinery on real data; the toy runs above and the
+# recorded run after this one show the method. This run's predictor correlation and the generated
+# architectures' accuracy below come from one run of one-epoch trainings, whose noise is not
+# measured here, so they are no evidence either way (and the parents, the best of a few noisy
+# measurements, owe part of their accuracy to luck: regression to the mean makes their children
+# look worse). The
 # search writes a checkpoint after every training; it is stopped after step 0, as a
 # killed process would be, and a new search object picks it up from the file.
 #
 # The candidates are trained on a **process pool** of two workers (`evaluators.ProcessPoolEvaluator`,
 # one torch thread each, as the Genetic CNN notebook): swapping the evaluator is all it takes, since
-# `fitness_fn` is a library object the workers can load. A training's seed depends on the run's
-# seed and the architecture only, so the pool gives the same accuracies as this process would: the
-# cell after the run trains one candidate again here and compares.
+# `fitness_fn` is a library object the workers can load. A training's seed depends on the fitness
+# function's seed and the architecture only, so on a CPU the pool gives the same accuracies as this
+# process would: the cell after the run trains one candidate again here and compares (on a GPU,
+# cuDNN's nondeterministic kernels may make them differ slightly).
 
 # %% tags=["nbval-ignore-output"]
 fitness_fn = nao.training_fitness(DATA_ROOT, **FITNESS, lr=0.05, seed=SEED, device=str(device),
@@ -738,7 +741,7 @@ assert np.mean(accuracies) > 0.11  # above chance (0.1), if barely, even in fast
 check_arch = live_records[0]["evaluated"][0]["arch"]
 here = InProcessEvaluator(fitness_fn, torch_threads=TORCH_THREADS).evaluate([Genotype.parse(check_arch)])[0]
 print(f"worker process: {live.accuracy[check_arch]:.4f}, this process: {here.fitness:.4f}")
-assert here.ok and here.fitness == live.accuracy[check_arch]
+assert here.ok and (here.fitness == live.accuracy[check_arch] or device.type != "cpu")
 
 # %% [markdown]
 # The best architecture measured, its cells drawn:
@@ -756,7 +759,7 @@ assert best_accuracy == max(accuracies)
 # **On a Ray cluster** the evaluator is `evaluators.RayEvaluator` (`address="auto"` joins a running
 # cluster; without an address it starts a local instance, as here, which takes several seconds).
 # The cell below runs the toy search of seed 0 again with its candidates evaluated as Ray tasks,
-# and compares its records with the in-process run of section 5 (Ray is installed by `make lab`
+# and compares its records with the toy run of seed 0 above (Ray is installed by `make lab`
 # and `make test`; elsewhere, `pip install 'nas_tutorial[ray]'`).
 
 # %% tags=["nbval-ignore-output"]
@@ -852,9 +855,13 @@ for r, g in zip(runs, gains):
 se = gains.std(0, ddof=1) / np.sqrt(len(runs))  # standard error of the mean over seeds
 print(f"mean Spearman {rho.mean():.3f}; chance for a mean of {len(runs)} seeds: "
       f"{recorded['chance_mean_spearman_95']:.3f}")
+t95 = {2: 4.303, 3: 3.182, 4: 2.776}.get(len(runs) - 1, 2.0)  # Student's t, 97.5% point, seeds - 1 d.o.f.
 for name, k in (("f, children minus parents", 0), ("accuracy, children minus parents (again)", 1),
                 ("accuracy, children minus the random seed set", 3)):
-    print(f"{name}: mean {gains[:, k].mean():+.4f}, standard error over seeds {se[k]:.4f}")
+    print(f"{name}: mean {gains[:, k].mean():+.4f}, standard error over seeds {se[k]:.4f}, 95% interval "
+          f"{gains[:, k].mean() - t95 * se[k]:+.4f} to {gains[:, k].mean() + t95 * se[k]:+.4f}")
+print("the decoder's reconstruction of its training tokens, per seed:",
+      [r["fit"]["token_accuracy"] for r in runs])
 
 # %%
 assert rho.mean() > recorded["chance_mean_spearman_95"]  # the predictor ranks unseen architectures, on average
@@ -905,10 +912,18 @@ assert len(runs) == recorded["setting"]["seeds"] and all(len(r["new"]) == record
 # against its chance level, printed above); no single seed clears its own chance level in the
 # table. This is weak evidence. The model predicts the children above their parents in every seed,
 # and measured, the children beat the random seed set in every seed, well beyond the standard error
-# over seeds. Measured against their **parents** (trained again), they are neither better nor worse:
-# the mean difference is within two standard errors of zero. So at this budget NAO's ascent finds
-# architectures as good as the best it has measured, not better ones; the parents' first,
-# lucky measurements would even make the children look worse (the table's figures in brackets).
+# over seeds. Measured against their **parents** (trained again), no difference is detected: the
+# mean difference is within two standard errors of zero. That is not evidence that they are equal:
+# with three seeds the 95% interval (printed above, Student's $t$ with two degrees of freedom) spans
+# gains as large as the children's lead over random architectures. The parents' first, lucky
+# measurements would make the children look worse (the table's figures in brackets, negative in two
+# of the three seeds).
+#
+# The recorded model was trained with the paper's $\lambda = 0.9$; its 300 epochs were chosen under
+# the code's 0.8, when every seed's decoder reconstructed at least 90 % of its training tokens. The
+# reconstruction printed above is now below that in one seed. The recording with $\lambda = 0.8$
+# ranked better (`nao.RECORDED_SETTING`'s comment gives its figures), with the same verdict on
+# parents and children.
 #
 # ## 6. NAO-WS: weight sharing
 #
@@ -1016,8 +1031,8 @@ assert all(0 <= r["num_swap_twins"] <= r["num_new"] for records in toy_runs.valu
 #   runs on Ray with the same records.
 # * The recorded, longer CIFAR-10 run (three seeds, loaded from `nas_tutorial/recorded/nao_cpu.json`)
 #   measures its noise first: there, the predictor ranks unseen architectures better than chance
-#   only on average over the seeds, and barely; the generated architectures beat random ones, but
-#   not their own parents.
+#   only on average over the seeds, and barely; the generated architectures beat random ones, and
+#   no difference from their own parents is detected (three seeds cannot resolve small gains).
 #
 # ## 10. Exercises
 #
