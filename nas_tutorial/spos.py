@@ -1407,8 +1407,8 @@ def study(config: SPOSConfig, data: Subsets, *, rank_paths: int = 8, standalone_
     space = run.supernet.space
     ranking = ranking_check(run.supernet, config, data, spread_paths(space, rank_paths, seed=config.seed),
                             epochs=standalone_epochs, seeds=standalone_seeds, seed=config.seed)
-    recal, *_ = scoring_data(config, data)
-    held_x, held_y = data.valid_x[len(run.valid[0]):], data.valid_y[len(run.valid[0]):]
+    recal, n_scored = run.recalibration_images, len(run.valid[0])  # as the searches score their candidates
+    held_x, held_y = data.valid_x[n_scored:], data.valid_y[n_scored:]
 
     def held_out(arch: str) -> float | None:
         if not len(held_x):

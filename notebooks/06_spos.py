@@ -523,7 +523,7 @@ assert set(comparisons) == {(n, k) for n in ("live", "recorded") for k in ("best
 # images the search was scored on.
 #
 # Read the assertion with its history (`spos.RECORDED_SETTING`'s comment gives the numbers). A
-# first recording, 6 iterations and 3 seeds, gave a gap of +0.002, within noise. The searches alone
+# first recording, 6 iterations and 3 seeds, gave a gap within noise. The searches alone
 # were then run again on the same supernet with 5 seeds: at 6 iterations the gap was already above
 # twice its standard error, so that recording lacked seeds more than iterations. The recorded
 # setting became 12 iterations and 5 seeds, and since the supernet and the seeds are the same, the
