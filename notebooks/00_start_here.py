@@ -23,8 +23,9 @@
 #
 # **Run time.** Every notebook has a *fast mode* (set `NAS_TUTORIAL_FAST=1`), which is what the tests
 # run: this one executed in about 10 s on the project's 2-core test machine (no GPU). Without it, the
-# training run below uses 10,000 images at 32×32 for 15 epochs: a few minutes on a 2-core CPU,
-# far less on a GPU. The README lists the measured times of every notebook.
+# training run below uses 9,000 images at 32×32 for 15 epochs: a few minutes on a 2-core CPU,
+# far less on a GPU (the whole notebook: 23 s on one NVIDIA H200 beside another notebook, measured
+# 2026-11-29 with `tools/gpu_check.py`). The README lists the measured times of every notebook.
 
 # %% tags=["parameters"]
 import os
@@ -32,7 +33,8 @@ import os
 from nas_tutorial.utils import parse_flag
 
 FAST = parse_flag(os.environ.get("NAS_TUTORIAL_FAST"), "NAS_TUTORIAL_FAST")  # 1/true/yes/on: fast mode
-TRAIN_SIZE = 1_000 if FAST else 10_000  # images of the training batch used (half train, half validation)
+TRAIN_SIZE = 1_000 if FAST else 9_000  # images of the training batch used (half train, half validation; 9,000:
+# balanced even from the first batch alone, whose rarest class has 937 images)
 IMAGE_SIZE = 16 if FAST else 32  # downscaled images for fast CPU runs
 EPOCHS = 4 if FAST else 15
 SEED = 0
@@ -294,7 +296,11 @@ except ValueError as err:
     print(str(err).replace(str(ckpt), "fit.pt"))
 
 # %%
-assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in history]
+losses, again = [r["train_loss"] for r in history], [r["train_loss"] for r in resumed]
+if device.type == "cpu":
+    assert again == losses
+else:  # on a GPU, cuDNN's nondeterministic kernels change the last bits, and the losses drift a little
+    assert len(again) == len(losses) and all(abs(a - b) <= 0.02 * b for a, b in zip(again, losses))
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))

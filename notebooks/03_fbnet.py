@@ -672,7 +672,8 @@ warm = [records[config.warmup_epochs - 1]["train_acc"] for records in runs.value
 final = [records[-1]["valid_acc"] for records in runs.values()]  # batch norm recalibrated
 final_raw = [searches[key].evaluate(records[-1]["best_arch"], recalibrate=False)["acc"]  # running statistics
              for key, records in runs.items()]
-chance, n_valid, n_seen = 1 / NUM_CLASSES, len(subsets.valid_y), config.steps_per_epoch * config.batch_size
+n_seen = min(config.steps_per_epoch or n_w, n_w // config.batch_size) * config.batch_size  # one epoch's w pass
+chance, n_valid = 1 / NUM_CLASSES, len(subsets.valid_y)
 chance_sd, seen_sd = (math.sqrt(chance * (1 - chance) / count) for count in (n_valid, n_seen * len(warm)))
 (warm_mean, warm_sd), (final_mean, final_sd) = mean_sd(warm), mean_sd(final)
 final_se = final_sd / math.sqrt(len(final))  # the noise of the mean over the six runs

@@ -600,7 +600,12 @@ def strip(rs):
 print("same records as the resumed in-process run:", strip(pool_records) == strip(records[:2]))
 
 # %%
-assert strip(pool_records) == strip(records[:2])
+if device.type == "cpu":
+    assert strip(pool_records) == strip(records[:2])
+else:  # on a GPU, nondeterministic kernels: the same codes, accuracies within a few points
+    first, again = pool_records[0]["individuals"], records[0]["individuals"]
+    assert [i["code"] for i in first] == [i["code"] for i in again]
+    assert all(abs(a["fitness"] - b["fitness"]) < 0.05 for a, b in zip(first, again))
 
 # %% [markdown]
 # Faults stay with their candidate. Below, a toy fitness (the fraction of ones in the code) that

@@ -39,7 +39,7 @@ if FAST:  # CPU laptop: spos.SPOSConfig.fast(): 4 choice layers, 16x16 images
     CONFIG = dict(epochs=12, lr=0.03, valid_size=1_000)  # changes to SPOSConfig.fast()
     RANK_PATHS, STANDALONE_EPOCHS, SEARCH_SEEDS = 8, 4, 3
 else:  # GPU: the paper's 20 layers on 32x32 images, at most 15 minutes (an estimate)
-    TRAIN_SIZE, IMAGE_SIZE = 20_000, 32
+    TRAIN_SIZE, IMAGE_SIZE = 20_000, 32  # at most 10,000 training + 10,000 validation images
     CONFIG = dict(epochs=30, population_size=20, iterations=10, top_k=10, crossover_size=10, mutation_size=10,
                   recalibration_batches=20, valid_size=2_000)  # changes to SPOSConfig.cifar()
     RANK_PATHS, STANDALONE_EPOCHS, SEARCH_SEEDS = 8, 10, 3
@@ -179,7 +179,8 @@ plt.show()
 
 # %%
 x = torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE)  # (B, 3, S, S)
-path = spos.SPOSArch.parse("-".join(f"shuffle3x3:{w}" for w in (0.4, 1.0, 0.2, 1.6)))
+widths = [(0.4, 1.0, 0.2, 1.6)[i % 4] for i in range(space.num_layers)]  # one per choice layer
+path = spos.SPOSArch.parse("-".join(f"shuffle3x3:{w}" for w in widths))
 supernet.eval()
 with torch.no_grad():
     assert torch.allclose(supernet(x, path), supernet.extract(path).eval()(x), atol=1e-5)
@@ -239,7 +240,7 @@ assert chi_square(block_counts) < 16.27 and chi_square(width_counts) < 24.32
 # uniformly sampled paths. It reports the training accuracy of the last epoch.
 
 # %%
-subsets = make_subsets(cifar, train_size=TRAIN_SIZE, image_size=IMAGE_SIZE, device=device, seed=SEED)
+subsets = make_subsets(cifar, train_size=min(TRAIN_SIZE, len(cifar.train_labels)), image_size=IMAGE_SIZE, device=device, seed=SEED)
 print(f"{len(subsets.train_x):,} training and {len(subsets.valid_x):,} validation images at {IMAGE_SIZE}x{IMAGE_SIZE}")
 
 
@@ -311,7 +312,8 @@ print(f"recorded: {recorded['supernet'][-1]['probe_scores'][0]:.3f} after {len(r
 
 # %%
 assert history[-1]["probe_scores"][0] > 0.15, "the supernet learned nothing above chance"
-assert recorded["supernet"][-1]["probe_scores"][0] > history[-1]["probe_scores"][0]
+if FAST:  # the longer recorded run (the fast space) beats the live fast run; the default mode is another space
+    assert recorded["supernet"][-1]["probe_scores"][0] > history[-1]["probe_scores"][0]
 
 # %% [markdown]
 # ## 4. Weight inheritance and batch-norm recalibration

@@ -373,6 +373,29 @@ class _PowerCut(Evaluator):
             on_result(i, inner.evaluate([c])[0])
 
 
+def test_a_bad_model_device_is_named():
+    cfg = _cfg(iterations=1)
+    with pytest.raises(RuntimeError, match="banana"):
+        nao.NAOSearch(cfg, nao.toy_fitness, device="banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            nao.search(cfg, nao.toy_fitness, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_model_trains_on_a_gpu_and_the_run_resumes_on_the_cpu(tmp_path):
+    cfg = _cfg()
+    path = tmp_path / "nao.pt"
+    gpu = nao.search(cfg, nao.toy_fitness, device="cuda")
+    assert [r["iteration"] for r in gpu] == [0, 1, 2] and all(r["num_invalid"] == 0 for r in gpu[:-1])
+    assert gpu[0]["evaluated"] == nao.search(cfg, nao.toy_fitness)[0]["evaluated"]  # the seed set: no model yet
+    assert len(nao.search(cfg, nao.toy_fitness, checkpoint=path, stop_after=1, device="cuda")) == 1
+    tensors = list(torch.load(path, weights_only=True)["state"]["search"]["model"].values())
+    assert tensors and all(t.device.type == "cpu" for t in tensors)  # written for any machine
+    resumed = nao.search(cfg, nao.toy_fitness, checkpoint=path, device="cpu")
+    assert _strip(resumed[:1]) == _strip(gpu[:1]) and len(resumed) == 3
+
+
 @pytest.mark.parametrize("limit", [5, 12, 14])  # inside the seed set; after it (model not trained); inside step 1
 def test_resume_mid_iteration_loses_no_evaluation(tmp_path, limit):
     cfg = _cfg()
