@@ -7,10 +7,11 @@
 
 Each notebook is executed with nbclient from its jupytext text form (``NN_name.py``, else the
 ``.ipynb``) under a wall-clock limit (``--timeout``, default 900 s: the 15 minutes a default mode
-may take), with ``NAS_TUTORIAL_FAST`` unset (``--fast`` sets it to 1). The committed notebooks are never written: executed copies go to
-``--out`` (default ``gpu_report/``). After the last cell a probe cell in the same kernel reads
-``torch.cuda.max_memory_allocated()`` (GPU memory of the kernel process only, not of workers it
-starts). Benchmarks run as scripts with ``--devices cuda`` when their argparse has that option.
+may take), with ``NAS_TUTORIAL_FAST`` unset (``--fast`` sets it to 1). The committed notebooks are
+never written: executed copies go to ``--out`` (default ``gpu_report/``). After the last cell a
+probe cell in the same kernel reads ``torch.cuda.max_memory_allocated()`` (GPU memory of the kernel
+process only, not of workers it starts). Benchmarks run as scripts with ``--devices cuda`` when
+their argparse has that option.
 Results go to ``OUT/report.json`` and ``OUT/REPORT.md``; a later run with ``--only`` updates its
 rows and keeps the others. Exit status: 0 all ok, 1 something failed or timed out, 2 refused.
 """
