@@ -576,9 +576,10 @@ assert len(history) == RETRAIN_EPOCHS and 0.0 <= test["acc"] <= 1.0
 # individual; the other results are kept.
 #
 # Here, the first two generations again, on a pool of two worker processes (each worker reads the
-# data itself and trains with one thread). Every fitness equals the in-process run's (the training
-# seed depends on the run seed and the code only), and so do the records: the resumed run above
-# equals an uninterrupted one.
+# data itself and trains with one thread). On a CPU every fitness equals the in-process run's (the
+# training seed depends on the run seed and the code only), and so do the records: the resumed run
+# above equals an uninterrupted one. (On a GPU, nondeterministic kernels: the check below then allows
+# 0.05 on each fitness of the first generation.)
 
 # %% tags=["nbval-ignore-output"]
 from nas_tutorial.evaluators import ProcessPoolEvaluator
@@ -602,10 +603,10 @@ print("same records as the resumed in-process run:", strip(pool_records) == stri
 # %%
 if device.type == "cpu":
     assert strip(pool_records) == strip(records[:2])
-else:  # on a GPU, nondeterministic kernels: the same codes, accuracies within a few points
-    first, again = pool_records[0]["individuals"], records[0]["individuals"]
-    assert [i["code"] for i in first] == [i["code"] for i in again]
-    assert all(abs(a["fitness"] - b["fitness"]) < 0.05 for a, b in zip(first, again))
+else:  # on a GPU, nondeterministic kernels: the first generation's fitnesses within 0.05, failures in both
+    for a, b in zip(pool_records[0]["individuals"], records[0]["individuals"]):
+        assert (a["fitness"] is None) == (b["fitness"] is None), (a, b)
+        assert a["fitness"] is None or abs(a["fitness"] - b["fitness"]) < 0.05, (a, b)
 
 # %% [markdown]
 # Faults stay with their candidate. Below, a toy fitness (the fraction of ones in the code) that

@@ -240,7 +240,8 @@ assert chi_square(block_counts) < 16.27 and chi_square(width_counts) < 24.32
 # uniformly sampled paths. It reports the training accuracy of the last epoch.
 
 # %%
-subsets = make_subsets(cifar, train_size=min(TRAIN_SIZE, len(cifar.train_labels)), image_size=IMAGE_SIZE, device=device, seed=SEED)
+n_images = min(TRAIN_SIZE, len(cifar.train_labels))  # a partial folder may hold fewer than TRAIN_SIZE
+subsets = make_subsets(cifar, train_size=n_images, image_size=IMAGE_SIZE, device=device, seed=SEED)
 print(f"{len(subsets.train_x):,} training and {len(subsets.valid_x):,} validation images at {IMAGE_SIZE}x{IMAGE_SIZE}")
 
 
@@ -288,7 +289,8 @@ assert all(0 <= r["train_acc"] <= 1 for r in history)
 # %%
 recorded = spos.load_recorded()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-for ax, hist, name in ((axes[0], history, "live fast run"), (axes[1], recorded["supernet"], "recorded run")):
+live_name = "live fast run" if FAST else "live run"
+for ax, hist, name in ((axes[0], history, live_name), (axes[1], recorded["supernet"], "recorded run")):
     epochs = [r["epoch"] for r in hist]
     ax.plot(epochs, [r["train_acc"] for r in hist], label="training accuracy (sampled paths)")
     ax.plot(epochs, [r["probe_scores"][0] for r in hist], label="probe path: inherited, BN recomputed")
@@ -303,7 +305,9 @@ print(f"recorded run: `{recorded['command']}`, seed {recorded['seed']}, {recorde
 # %% [markdown]
 # The probe's accuracy is measured on validation images the supernet never trained on. On 1,000
 # images a network at chance scores 0.100 with a standard deviation of about 0.01, so a probe above
-# 0.15 is five deviations above chance.
+# 0.15 is five deviations above chance. In fast mode the longer recorded run, on the same space,
+# must also score above the live one; the default mode trains another space (20 layers at 32x32),
+# so that comparison is made in fast mode only.
 
 # %% tags=["nbval-ignore-output"]
 probe = history[-1]["probe_scores"][0]
@@ -312,7 +316,7 @@ print(f"recorded: {recorded['supernet'][-1]['probe_scores'][0]:.3f} after {len(r
 
 # %%
 assert history[-1]["probe_scores"][0] > 0.15, "the supernet learned nothing above chance"
-if FAST:  # the longer recorded run (the fast space) beats the live fast run; the default mode is another space
+if FAST:  # the recorded run trained the fast space longer
     assert recorded["supernet"][-1]["probe_scores"][0] > history[-1]["probe_scores"][0]
 
 # %% [markdown]

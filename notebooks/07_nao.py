@@ -30,10 +30,10 @@
 # where each figure comes from).
 # The default mode (a GPU) searches the paper's 5-block space with the authors' model size and
 # trains each candidate a few epochs on 32x32 images, sized to stay under a quarter of an hour: an
-# ESTIMATE. On one NVIDIA H200 shared with seven other notebooks (2026-11-29), it spent most of a
-# 7-minute limit in the toy comparison (two of three seeds done), whose model, on the CPU, trained
-# 300 epochs then; it now trains 100.
-# The sizes are in the next cell.
+# ESTIMATE. Run on one NVIDIA H200 shared with seven other notebooks (2026-11-29), it reached the
+# toy comparison after 50 s and had finished two of its three runs when stopped at 7 minutes. That
+# comparison's model (on the CPU) now trains 100 epochs instead of 300 (`TOY`). The sizes are in
+# the next cell.
 
 # %% tags=["parameters"]
 import os
@@ -590,7 +590,7 @@ assert p_all.shape == (config.seed_archs, 2) and torch.isfinite(p_moved).all()
 # Real CIFAR-10 training is too slow for a signal on a CPU within this notebook's budget (next
 # subsection; a longer CIFAR-10 run, recorded beforehand, follows it), so the live evidence comes
 # from the toy fitness, three full runs of this notebook's setting (`NAOConfig.fast(lr=0.003)` in
-# fast mode), seeds 0, 1, 2. Two questions, each against its noise:
+# fast mode; in the default mode with 100 model epochs, `TOY`), seeds 0, 1, 2. Two questions, each against its noise:
 #
 # 1. **Does the predictor rank unseen architectures?** Its Spearman correlation on the generated
 #    architectures of each step, before they are measured. Noise: the correlation of random

@@ -28,7 +28,8 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_report_on_cpu(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    write_notebook(notebooks / "00_ok.ipynb", "import os", "print('fast mode:', os.environ.get('NAS_TUTORIAL_FAST'))")
+    write_notebook(notebooks / "00_ok.ipynb", "import os", "print('fast mode:', os.environ.get('NAS_TUTORIAL_FAST'))",
+                   "import time\ntime.sleep(0.5)")
     write_notebook(notebooks / "01_raises.ipynb", "x = 1", "raise ValueError('the first error line')", "print(2)")
     write_notebook(notebooks / "02_slow.ipynb", "import time", "time.sleep(60)")
     bench = tmp_path / "bench_tiny.py"
@@ -55,6 +56,9 @@ def test_report_on_cpu(tmp_path):
     assert "| `01_raises` | error: ValueError: the first error line |" in markdown
     assert "| `02_slow` | timed out after 5 s |" in markdown
     assert "## bench_tiny: ok" in markdown
+    slowest = rows["00_ok"]["slowest_cells"]  # [code cell, seconds, first line], slowest first
+    assert slowest[0][0] == 2 and slowest[0][1] >= 0.5 and slowest[0][2] == "import time"
+    assert rows["00_ok"]["pauses"] == [] and "pauses between cells: none" in markdown
 
     executed = nbformat.read(out / "00_ok.ipynb", as_version=4)
     assert "fast mode: 1" in executed.cells[1].outputs[0]["text"]
@@ -62,8 +66,32 @@ def test_report_on_cpu(tmp_path):
     assert not nbformat.read(notebooks / "00_ok.ipynb", as_version=4).cells[1].outputs  # source not written
 
 
+def test_pauses_between_cells_are_found():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_check
+
+    nb = new_notebook(cells=[new_code_cell("a"), new_code_cell("b = 1\nc = 2"), new_code_cell("never ran")])
+    for cell, (busy, reply) in zip(nb.cells, [("00:00:00", "00:00:02"), ("00:00:30", "00:00:31")]):
+        cell.metadata["execution"] = {"iopub.status.busy": f"2026-11-29T{busy}.000Z",
+                                      "shell.execute_reply": f"2026-11-29T{reply}.000Z"}
+    times = gpu_check.cell_times(nb)
+    assert times == {"slowest_cells": [[0, 2.0, "a"], [1, 1.0, "b = 1"]], "pauses": [[1, 28.0]]}
+
+
 def test_refuses_without_cuda(tmp_path):
     result = run("--notebooks", str(tmp_path), "--out", str(tmp_path / "report"), env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2
     assert "sees no CUDA GPU" in result.stderr and "--allow-cpu" in result.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_the_tools_wait_for_the_kernel_in_steps(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from execute_notebook import STEP, SteppingClient
+
+    client = SteppingClient(new_notebook(cells=[new_code_cell("1 + 1")]), kernel_name="python3")
+    with client.setup_kernel():  # the path tools/gpu_check.py takes
+        for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+            assert channel.get_msg.__qualname__.startswith("_in_steps")
+        cell = client.execute_cell(client.nb.cells[0], 0)
+    assert cell.outputs[0]["data"]["text/plain"] == "2" and STEP <= 1.0

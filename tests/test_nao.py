@@ -377,6 +377,7 @@ def test_a_bad_model_device_is_named():
     cfg = _cfg(iterations=1)
     with pytest.raises(RuntimeError, match="banana"):
         nao.NAOSearch(cfg, nao.toy_fitness, device="banana")
+    assert next(nao.NAOSearch(cfg, nao.toy_fitness).model.parameters()).device.type == "cpu"  # the default
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
             nao.search(cfg, nao.toy_fitness, device="cuda")
@@ -386,14 +387,16 @@ def test_a_bad_model_device_is_named():
 def test_the_model_trains_on_a_gpu_and_the_run_resumes_on_the_cpu(tmp_path):
     cfg = _cfg()
     path = tmp_path / "nao.pt"
-    gpu = nao.search(cfg, nao.toy_fitness, device="cuda")
-    assert [r["iteration"] for r in gpu] == [0, 1, 2] and all(r["num_invalid"] == 0 for r in gpu[:-1])
-    assert gpu[0]["evaluated"] == nao.search(cfg, nao.toy_fitness)[0]["evaluated"]  # the seed set: no model yet
-    assert len(nao.search(cfg, nao.toy_fitness, checkpoint=path, stop_after=1, device="cuda")) == 1
+    on_gpu = nao.NAOSearch(cfg, nao.toy_fitness, checkpoint=path, device="cuda")
+    assert next(on_gpu.model.parameters()).device.type == "cuda"
+    first = on_gpu.run(stop_after=1)  # step 0: the seed set measured, the model trained, new ones generated
+    assert len(first) == 1 and first[0]["num_invalid"] == 0 and len(on_gpu.new) == first[0]["num_new"] > 0
     tensors = list(torch.load(path, weights_only=True)["state"]["search"]["model"].values())
     assert tensors and all(t.device.type == "cpu" for t in tensors)  # written for any machine
-    resumed = nao.search(cfg, nao.toy_fitness, checkpoint=path, device="cpu")
-    assert _strip(resumed[:1]) == _strip(gpu[:1]) and len(resumed) == 3
+    on_cpu = nao.NAOSearch(cfg, nao.toy_fitness, checkpoint=path, device="cpu")
+    records = on_cpu.run()
+    assert next(on_cpu.model.parameters()).device.type == "cpu" and len(records) == 3
+    assert [e["arch"] for e in records[1]["evaluated"]] == on_gpu.new  # what the GPU's model generated
 
 
 @pytest.mark.parametrize("limit", [5, 12, 14])  # inside the seed set; after it (model not trained); inside step 1

@@ -20,10 +20,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from queue import Empty
 
 import jupytext
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+from nbclient.util import run_sync
 
 try:
     import tomllib
@@ -31,6 +33,37 @@ except ModuleNotFoundError:  # Python 3.10: jupytext brings tomli
     import tomli as tomllib
 
 KERNEL = "python3"
+STEP = 1.0  # seconds: the longest a kernel message can go unnoticed (SteppingClient)
+
+
+class SteppingClient(NotebookClient):
+    """An nbclient that waits for the kernel's messages in steps of ``STEP`` seconds.
+
+    nbclient waits for a cell's reply with one long poll of the shell socket. Seen here: after a
+    widget cell, that poll sometimes did not wake for a reply already sent, and the run stood still
+    until the cell's whole timeout had passed (nbclient issue 312). A poll that times out still
+    reads what is waiting, so polling in short steps bounds such a stall to one step."""
+
+    async def async_start_new_kernel_client(self, **kwargs):
+        kc = await super().async_start_new_kernel_client(**kwargs)
+        for channel in (kc.shell_channel, kc.iopub_channel):
+            channel.get_msg = _in_steps(channel.get_msg)
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)  # setup_kernel() calls this one
+
+
+def _in_steps(get_msg):
+    async def get(timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                return await get_msg(timeout=STEP if left is None else max(0.0, min(STEP, left)))
+            except Empty:
+                if left is not None and left <= STEP:
+                    raise
+    return get
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
@@ -54,7 +87,7 @@ def execute(path: Path) -> float:
     set_metadata_and_ids(nb)
     start = time.perf_counter()
     # store_widget_state: nbclient 0.11 fails on Output widgets without it; the state is dropped below
-    NotebookClient(nb, timeout=900, kernel_name=KERNEL, record_timing=False, coalesce_streams=True,
+    SteppingClient(nb, timeout=900, kernel_name=KERNEL, record_timing=False, coalesce_streams=True,
                    store_widget_state=True, resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
     nb.metadata.pop("widgets", None)  # widget state is not kept in git (hygiene test)

@@ -52,7 +52,7 @@ def run_notebook(path: Path, out: Path, limit: int) -> dict:
     """Execute one notebook under a wall-clock limit; save the executed copy in ``out``."""
     import jupytext
     import nbformat
-    from nbclient import NotebookClient
+    from execute_notebook import SteppingClient  # tools/: waits for the kernel in 1-second steps
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     from nbclient.util import run_sync
 
@@ -60,7 +60,7 @@ def run_notebook(path: Path, out: Path, limit: int) -> dict:
     for cell in nb.cells:  # no stale outputs below the cell where a run stops
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = SteppingClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     row, start = {"notebook": path.stem, "peak_gib": None, "reserved_gib": None}, time.perf_counter()
     try:
         with client.setup_kernel():
@@ -91,8 +91,32 @@ def run_notebook(path: Path, out: Path, limit: int) -> dict:
     except Exception as e:  # the kernel did not start, or died
         row.setdefault("status", f"error: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
         row.setdefault("seconds", time.perf_counter() - start)
+    row.update(cell_times(nb))
     nbformat.write(nb, out / f"{path.stem}.ipynb")
     return row
+
+
+def cell_times(nb, *, slowest: int = 5, pause: float = 5.0) -> dict:
+    """From the kernel's timestamps that nbclient stores in each code cell: the ``slowest`` cells
+    ``[code cell index, seconds, first line]`` and every pause of more than ``pause`` seconds between
+    the end of one code cell and the start of the next, ``[index of the next, seconds]``."""
+    def at(cell, key):
+        stamp = cell.get("metadata", {}).get("execution", {}).get(key)
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    spans, pauses, last_end = [], [], None
+    for index, cell in enumerate(code):
+        start, end = at(cell, "iopub.status.busy") or at(cell, "iopub.execute_input"), at(cell, "shell.execute_reply")
+        if start is None:
+            continue
+        if last_end is not None and (start - last_end).total_seconds() > pause:
+            pauses.append([index, round((start - last_end).total_seconds(), 1)])
+        if end is not None:
+            first = (cell.source.strip().splitlines() or [""])[0][:60]
+            spans.append([index, round((end - start).total_seconds(), 1), first])
+            last_end = end
+    return {"slowest_cells": sorted(spans, key=lambda s: -s[1])[:slowest], "pauses": pauses}
 
 
 def run_benchmark(path: Path, device: str, limit: int, env: dict) -> dict:
@@ -150,6 +174,10 @@ def markdown(report: dict) -> str:
              "| notebook | status | seconds | peak GPU memory (GiB) |", "| --- | --- | ---: | ---: |"]
     lines += [f"| `{r['notebook']}` | {r['status'].replace('|', '/')} | {seconds(r['seconds'])} "
               f"| {gib(r['peak_gib'])} |" for r in report["notebooks"].values()]
+    for r in report["notebooks"].values():
+        slow = ", ".join(f"{i} ({seconds(s)} s: `{first}`)" for i, s, first in r.get("slowest_cells", []))
+        pauses = ", ".join(f"{s:.0f} s before code cell {i}" for i, s in r.get("pauses", []))
+        lines += ["", f"`{r['notebook']}`: slowest code cells {slow or '–'}; pauses between cells: {pauses or 'none'}."]
     for b in report["benchmarks"].values():
         lines += ["", f"## {b['benchmark']}: {b['status']}, {seconds(b['seconds'])} s", "", f"`{b['command']}`", "",
                   "```text", b["stdout"].rstrip(), "```"]
