@@ -895,6 +895,15 @@ class NAOSearch(Search):
     ``num_new``, ``num_decoded``, ``num_invalid``, ``num_known`` (decoded but not new), ``num_swap_twins``
     (new, but a known one with branches swapped), ``max_eta``
     (these None on the last step). NAO-WS adds ``supernet_loss``, ``supernet_acc``.
+
+    ``device``: where the encoder-predictor-decoder trains and generates (the candidates' trainings run wherever
+    their fitness function puts them): the CPU by default, where the fast size is quickest; ``None`` picks CUDA,
+    then MPS, then the CPU. On an H200 the paper's size trains 6.5 times faster than on one CPU core
+    (``benchmarks/README.md``). The numbers differ from a CPU run's: in the notebook's default setting, a model
+    trained on the H200 reconstructed 0.790 of its training tokens, under its floor of 0.8; the notebook keeps
+    the model on the CPU, as in the one GPU run that passed that floor. A checkpoint holds the model on the CPU,
+    and a run started on a GPU can be resumed on a CPU (a test, run where CUDA is). On MPS the global random
+    state of the MPS device is re-seeded by the training (``fork_rng`` forks the CPU's and CUDA's only).
     """
 
     method = "nao"
@@ -1149,19 +1158,11 @@ class NAOSearch(Search):
 
 def search(config: NAOConfig, data: Evaluator | Callable[[Any], Any] | Subsets, *,
            checkpoint: str | os.PathLike | None = None, progress: bool = False,
-           callback: Callable[[dict], None] | None = None, stop_after: int | None = None,
-           device: str | torch.device | None = "cpu") -> list[dict]:
-    """Run (or resume from ``checkpoint``) a NAO search; return one record per iteration (:class:`NAOSearch`).
-    ``device``: where the encoder-predictor-decoder trains and generates (the candidates' trainings run wherever
-    their fitness function puts them): the CPU by default, where the fast size is quickest; ``None`` picks CUDA,
-    then MPS, then the CPU. On an H200 the paper's size trains 6.5 times faster than on one CPU core
-    (``benchmarks/README.md``). The numbers differ from a CPU run's: in the notebook's default setting, a model
-    trained on the H200 reconstructed 0.790 of its training tokens, under its floor of 0.8; the notebook keeps
-    the model on the CPU, as in the one GPU run that passed that floor. A checkpoint holds the model on the CPU,
-    and a run started on a GPU can be resumed on a CPU (a test, run where CUDA is). On MPS the global random
-    state of the MPS device is re-seeded by the training (``fork_rng`` forks the CPU's and CUDA's only)."""
-    return NAOSearch(config, data, checkpoint=checkpoint, device=device).run(progress=progress, callback=callback,
-                                                                             stop_after=stop_after)
+           callback: Callable[[dict], None] | None = None, stop_after: int | None = None) -> list[dict]:
+    """Run (or resume from ``checkpoint``) a NAO search; return one record per iteration (:class:`NAOSearch`,
+    which also takes the model's ``device``)."""
+    return NAOSearch(config, data, checkpoint=checkpoint).run(progress=progress, callback=callback,
+                                                              stop_after=stop_after)
 
 
 # -- the published architectures ---------------------------------------------------------------------------------------

@@ -380,7 +380,7 @@ def test_a_bad_model_device_is_named():
     assert next(nao.NAOSearch(cfg, nao.toy_fitness).model.parameters()).device.type == "cpu"  # the default
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
-            nao.search(cfg, nao.toy_fitness, device="cuda")
+            nao.NAOSearch(cfg, nao.toy_fitness, device="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
