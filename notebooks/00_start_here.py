@@ -25,7 +25,8 @@
 # run: this one executed in about 10 s on the project's 2-core test machine (no GPU). Without it, the
 # training run below uses 9,000 images at 32×32 for 15 epochs: a few minutes on a 2-core CPU,
 # far less on a GPU (the whole notebook: 23 s on one NVIDIA H200 beside another notebook, measured
-# 2026-11-30 with `tools/gpu_check.py`). The README lists the measured times of every notebook.
+# 2026-11-30 with `tools/gpu_check.py`; `benchmarks/gpu_check_2026-11-29.md`). The README lists the
+# measured times of every notebook.
 
 # %% tags=["parameters"]
 import os

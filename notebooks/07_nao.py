@@ -32,8 +32,8 @@
 # trains each candidate a few epochs on 32x32 images, sized to stay under a quarter of an hour: an
 # ESTIMATE. Run on one NVIDIA H200 shared with seven other notebooks (2026-11-29), it reached the
 # toy comparison after 50 s and had finished two of its three runs when stopped at 7 minutes. That
-# comparison's model (on the CPU) now trains 100 epochs instead of 300 (`TOY`). The sizes are in
-# the next cell.
+# comparison's model (on the CPU) now trains 100 epochs instead of 300 (`TOY`); the run is in
+# `benchmarks/gpu_check_2026-11-29.md`. The sizes are in the next cell.
 
 # %% tags=["parameters"]
 import os

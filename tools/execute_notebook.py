@@ -33,6 +33,7 @@ except ModuleNotFoundError:  # Python 3.10: jupytext brings tomli
     import tomli as tomllib
 
 KERNEL = "python3"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 STEP = 1.0  # seconds: the longest a kernel message can go unnoticed (SteppingClient)
 
 
@@ -64,7 +65,6 @@ def _in_steps(get_msg):
                 if left is not None and left <= STEP:
                     raise
     return get
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def set_metadata_and_ids(nb) -> None:
